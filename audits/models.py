@@ -1,0 +1,1 @@
+"""Audits: hash-chained audit events, decision records from routers and violations."""

@@ -1,0 +1,1 @@
+"""Compliance: data classifications, certifications and the model x classification matrix."""

@@ -1,0 +1,1 @@
+"""Portfolio: cost tiers, tasks, routing policies, change requests and the policy feed."""

@@ -1,0 +1,339 @@
+"""The model registry: providers, models and model versions with their governed lifecycle."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9.-]*$",
+    "Use lower-case letters, digits, dots and hyphens, starting with a letter or digit.",
+)
+version_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    "Use letters, digits, dots, underscores and hyphens, starting with a letter or digit.",
+)
+region_validator = RegexValidator(
+    r"^[a-z]{2,}(-[a-z0-9]+)*$",
+    "Use a region code such as eu-west-1, us-east-1 or global.",
+)
+env_var_validator = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]*$",
+    "Must be an environment variable name matching [A-Z_][A-Z0-9_]* (the name, never the key itself).",
+)
+
+
+def string_list_validator(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ValidationError("Must be a list of non-empty strings.")
+
+
+class Provider(models.Model):
+    """A company or platform that serves models (OpenAI, Mistral AI, an internal platform …)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
+    website = models.URLField(blank=True)
+    regions = models.JSONField(
+        default=list, blank=True, validators=[string_list_validator], help_text="Regions the provider offers."
+    )
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Modality(models.TextChoices):
+    TEXT = "text", "Text"
+    MULTIMODAL = "multimodal", "Multimodal (text + images)"
+    EMBEDDING = "embedding", "Embedding"
+    IMAGE = "image", "Image generation"
+    AUDIO = "audio", "Audio"
+
+
+class Model(models.Model):
+    """A model family member offered by a provider (e.g. Mistral AI's Mistral Large)."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=80, validators=[slug_validator])
+    family = models.CharField(max_length=80, blank=True)
+    modality = models.CharField(max_length=20, choices=Modality.choices, default=Modality.TEXT)
+    context_window = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="Maximum tokens of input plus output."
+    )
+    capabilities = models.JSONField(
+        default=list, blank=True, validators=[string_list_validator], help_text="e.g. chat, tools, vision, json"
+    )
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "slug"], name="model_slug_unique_per_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.slug}/{self.slug}"
+
+
+class EndpointKind(models.TextChoices):
+    OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible chat completions"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+    GEMINI = "gemini", "Google Gemini"
+    BEDROCK = "bedrock", "AWS Bedrock"
+
+
+class Status(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    RESTRICTED = "restricted", "Restricted"
+    DEPRECATED = "deprecated", "Deprecated"
+    RETIRED = "retired", "Retired"
+
+
+# The lifecycle: which status may follow which. Restriction can be lifted (back to approved).
+TRANSITIONS: dict[str, set[str]] = {
+    Status.PROPOSED: {Status.APPROVED, Status.REJECTED},
+    Status.APPROVED: {Status.RESTRICTED, Status.DEPRECATED},
+    Status.RESTRICTED: {Status.APPROVED, Status.DEPRECATED},
+    Status.DEPRECATED: {Status.RETIRED},
+    Status.REJECTED: set(),
+    Status.RETIRED: set(),
+}
+
+# The verb a person uses for each target status (buttons, API actions, messages).
+ACTIONS: dict[str, str] = {
+    "approve": Status.APPROVED,
+    "reject": Status.REJECTED,
+    "restrict": Status.RESTRICTED,
+    "deprecate": Status.DEPRECATED,
+    "retire": Status.RETIRED,
+}
+
+TIERS = ("small", "medium", "large")
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def with_related(self) -> ModelVersionQuerySet:
+        return self.select_related("model__provider", "proposed_by")
+
+    def awaiting_review_by(self, user) -> ModelVersionQuerySet:
+        """Proposed versions that ``user`` may decide: everything proposed, except their own."""
+        return self.filter(status=Status.PROPOSED).exclude(proposed_by=user)
+
+    def by_ref(self, ref: str) -> ModelVersion:
+        return self.with_related().get(ref=ref)
+
+
+class ModelVersion(models.Model):
+    """A deployable version of a model: where it runs, what it costs, and whether it may be used.
+
+    Its stable reference everywhere is ``provider/model@version``. Prices are integer micro-USD
+    per million tokens, never floats. The API key is referenced by the *name* of the environment
+    variable that holds it; the key itself never enters Steward.
+    """
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=64, validators=[version_validator])
+    ref = models.CharField(max_length=200, unique=True, editable=False)
+    region = models.CharField(max_length=40, validators=[region_validator])
+    endpoint_kind = models.CharField(
+        max_length=30, choices=EndpointKind.choices, default=EndpointKind.OPENAI_COMPATIBLE
+    )
+    base_url = models.URLField(max_length=300, help_text="Endpoint base URL, e.g. https://api.example.com/v1")
+    provider_model_id = models.CharField(max_length=200, help_text="The model id the endpoint expects.")
+    api_key_env = models.CharField(
+        "API key environment variable",
+        max_length=100,
+        validators=[env_var_validator],
+        help_text="The name of the environment variable that holds the API key.",
+    )
+    input_price_micro_usd = models.BigIntegerField(
+        "input price (micro-USD per million tokens)", validators=[MinValueValidator(0, "Prices cannot be negative.")]
+    )
+    output_price_micro_usd = models.BigIntegerField(
+        "output price (micro-USD per million tokens)", validators=[MinValueValidator(0, "Prices cannot be negative.")]
+    )
+    cost_tier = models.CharField(
+        max_length=30, default="medium", validators=[slug_validator], help_text="small, medium, large …"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PROPOSED, editable=False)
+    status_changed_at = models.DateTimeField(default=timezone.now, editable=False)
+    latency_p50_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    latency_p95_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    notes = models.TextField(blank=True)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="proposed_versions", editable=False
+    )
+    proposed_at = models.DateTimeField(default=timezone.now, editable=False)
+    history = HistoricalRecords()
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["ref"]
+        permissions = [
+            ("review_modelversion", "Can approve, reject, restrict, deprecate and retire model versions"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="version_unique_per_model"),
+            models.CheckConstraint(
+                condition=models.Q(input_price_micro_usd__gte=0) & models.Q(output_price_micro_usd__gte=0),
+                name="version_prices_not_negative",
+            ),
+        ]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["cost_tier"])]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    def save(self, *args, **kwargs) -> None:
+        self.ref = self.make_ref(self.model.provider.slug, self.model.slug, self.version)
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:version-detail", args=[self.pk])
+
+    @property
+    def provider(self) -> Provider:
+        return self.model.provider
+
+    def clean(self) -> None:
+        super().clean()
+        if self.model_id and self.version:
+            self.ref = self.make_ref(self.model.provider.slug, self.model.slug, self.version)
+            clash = ModelVersion.objects.filter(ref=self.ref).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError({"version": [f"{self.ref} is already in the registry."]})
+
+    @staticmethod
+    def make_ref(provider_slug: str, model_slug: str, version: str) -> str:
+        return f"{provider_slug}/{model_slug}@{version}"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def propose(cls, by, **fields) -> ModelVersion:
+        """Record ``by``'s (an engineer's) proposal of a new model version.
+
+        Validates every field and saves the version with the first entry of its timeline in one
+        transaction, so nothing is half-written.
+        """
+        if not by.has_perm(PROPOSE_VERSIONS):
+            raise PermissionDenied("Only engineers can propose model versions.")
+        version = cls(proposed_by=by, **fields)
+        # The ref's uniqueness is checked by clean() with a clearer message than the constraint's.
+        version.full_clean(exclude=["ref"], validate_constraints=False)
+        with transaction.atomic():
+            version._history_user = by
+            version.save()
+            VersionTransition.objects.create(
+                version=version,
+                action="propose",
+                from_status="",
+                to_status=Status.PROPOSED,
+                actor=by,
+                comment=fields.get("notes", ""),
+            )
+        return version
+
+    def allowed_actions(self) -> list[str]:
+        return [action for action, target in ACTIONS.items() if target in TRANSITIONS[self.status]]
+
+    def transition(self, action: str, by, comment: str) -> VersionTransition:
+        """Move this version through its lifecycle on behalf of ``by`` with a required comment.
+
+        Every caller (views, API, shell) goes through here, so the rules hold everywhere: only
+        officers decide, the proposer never decides their own proposal, the move must be allowed
+        from the current status, and the comment is required. Raises ValidationError or
+        PermissionDenied and changes nothing on failure.
+        """
+        if action not in ACTIONS:
+            raise ValidationError({"action": [f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}."]})
+        comment = (comment or "").strip()
+        if not comment:
+            raise ValidationError({"comment": [f"A comment is required to {action} a model version."]})
+        if not by.has_perm(REVIEW_VERSIONS):
+            raise PermissionDenied("Only governance officers can change a model version's lifecycle status.")
+        with transaction.atomic():
+            # Lock the row: two officers deciding at once must not both succeed.
+            current = ModelVersion.objects.select_for_update().get(pk=self.pk)
+            if current.status == Status.PROPOSED and current.proposed_by_id == by.pk:
+                raise PermissionDenied(
+                    f"{by.get_username()} proposed {current.ref} and cannot {action} it; another officer must decide."
+                )
+            target = ACTIONS[action]
+            if target not in TRANSITIONS[current.status]:
+                allowed = ", ".join(current.allowed_actions()) or "none (it is final)"
+                raise ValidationError(
+                    {
+                        "status": [
+                            f"Cannot {action} {current.ref}: it is {current.get_status_display().lower()}. "
+                            f"Allowed actions: {allowed}."
+                        ]
+                    }
+                )
+            before = current.status
+            current.status = target
+            current.status_changed_at = timezone.now()
+            current._change_reason = f"{action}: {comment}"
+            current._history_user = by
+            current.save(update_fields=["status", "status_changed_at"])
+            record = VersionTransition.objects.create(
+                version=current, action=action, from_status=before, to_status=target, actor=by, comment=comment
+            )
+        self.status = current.status
+        self.status_changed_at = current.status_changed_at
+        return record
+
+    def approve(self, by, comment: str) -> VersionTransition:
+        return self.transition("approve", by, comment)
+
+    def reject(self, by, comment: str) -> VersionTransition:
+        return self.transition("reject", by, comment)
+
+    def restrict(self, by, comment: str) -> VersionTransition:
+        return self.transition("restrict", by, comment)
+
+    def deprecate(self, by, comment: str) -> VersionTransition:
+        return self.transition("deprecate", by, comment)
+
+    def retire(self, by, comment: str) -> VersionTransition:
+        return self.transition("retire", by, comment)
+
+
+class VersionTransition(models.Model):
+    """One step of a model version's lifecycle: who moved it, when, from what to what, and why.
+
+    The proposal itself is the first step (``from_status`` empty).
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="transitions")
+    action = models.CharField(max_length=20)
+    from_status = models.CharField(max_length=20, choices=Status.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=Status.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.version.ref}: {self.action} by {self.actor} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,50 @@
+"""Template helpers: money in micro-USD, token counts, sortable table headers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import template
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+@register.filter
+def usd_per_million(micro_usd: int | None) -> str:
+    """2_500_000 micro-USD → "$2.50"; sub-cent prices keep their digits ("$0.075")."""
+    if micro_usd is None:
+        return "—"
+    dollars = Decimal(micro_usd) / Decimal(1_000_000)
+    text = f"{dollars:,.6f}".rstrip("0")
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
+
+
+@register.filter
+def tokens(count: int | None) -> str:
+    """128000 → "128k", 1048576 → "1M"."""
+    if not count:
+        return "—"
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.3g}M"
+    if count >= 1000:
+        return f"{count / 1000:.4g}k"
+    return str(count)
+
+
+@register.simple_tag
+def sort_header(key: str, label: str, current: str, query: str) -> str:
+    """A column header that sorts by ``key``, toggling the direction, and keeps the other filters."""
+    params = "&".join(p for p in query.split("&") if p and not p.startswith("sort="))
+    descending = current == key
+    target = f"-{key}" if descending else key
+    arrow = " ▲" if current == key else " ▼" if current == f"-{key}" else ""
+    href = f"?{params}{'&' if params else ''}sort={target}"
+    return format_html(
+        '<th><a href="{}" hx-get="{}" hx-target="#version-table" hx-swap="outerHTML" hx-push-url="true">{}{}</a></th>',
+        href,
+        href,
+        label,
+        arrow,
+    )

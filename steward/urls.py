@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from registry import api as registry_api
+
+from . import views
+
+# Trailing slashes are optional: /api/v1/model-versions/7/approve and .../approve/ both work.
+router = DefaultRouter()
+router.trailing_slash = "/?"
+router.register("providers", registry_api.ProviderViewSet, basename="provider")
+router.register("models", registry_api.ModelViewSet, basename="model")
+router.register("model-versions", registry_api.ModelVersionViewSet, basename="modelversion")
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("login/", views.SignInView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("profile/", views.profile, name="profile"),
+    path("profile/tokens/<int:pk>/revoke/", views.revoke_token, name="revoke-token"),
+    path("approvals/", views.approvals_inbox, name="approvals"),
+    path("health/", views.health, name="health"),
+    path("registry/", include("registry.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+handler403 = "steward.views.permission_denied"
+handler404 = "steward.views.page_not_found"
+handler500 = "steward.views.server_error"

@@ -1,0 +1,157 @@
+"""Project-level pages: dashboard, sign-in, profile with API tokens, approvals inbox, health."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.db import connection
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from registry.models import ModelVersion, Status, VersionTransition
+
+from .charts import STATUS_COLOURS, stacked_bars
+from .models import ApiToken
+from .roles import REVIEW_VERSIONS
+
+
+class SignInView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+def _versions_by_provider_chart() -> str:
+    rows = (
+        ModelVersion.objects.values("model__provider__name", "status")
+        .annotate(n=Count("id"))
+        .order_by("model__provider__name")
+    )
+    providers = sorted({row["model__provider__name"] for row in rows})
+    counts = Counter({(row["model__provider__name"], row["status"]): row["n"] for row in rows})
+    series = {
+        status.label: [counts[(provider, status.value)] for provider in providers]
+        for status in Status
+        if any(counts[(provider, status.value)] for provider in providers)
+    }
+    colours = {status.label: STATUS_COLOURS[status.value] for status in Status}
+    return stacked_bars(providers, series, "Model versions by provider and status", colours)
+
+
+@permission_required("registry.view_modelversion", raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    by_status = dict(ModelVersion.objects.values_list("status").annotate(n=Count("id")).order_by())
+    status_counts = [(status, by_status.get(status.value, 0)) for status in Status]
+    pending = []
+    if request.user.has_perm(REVIEW_VERSIONS):
+        pending = list(ModelVersion.objects.with_related().awaiting_review_by(request.user).order_by("proposed_at"))
+    recent = VersionTransition.objects.select_related("version", "actor").order_by("-at", "-pk")[:12]
+    context = {
+        "status_counts": status_counts,
+        "total_versions": sum(by_status.values()),
+        "pending": pending,
+        "recent": recent,
+        "chart": _versions_by_provider_chart(),
+    }
+    return render(request, "dashboard.html", context)
+
+
+@permission_required(REVIEW_VERSIONS, raise_exception=True)
+def approvals_inbox(request: HttpRequest) -> HttpResponse:
+    """What awaits the signed-in officer; their own proposals are listed apart, for another officer."""
+    proposed = ModelVersion.objects.with_related().filter(status=Status.PROPOSED).order_by("proposed_at")
+    mine = [v for v in proposed if v.proposed_by_id == request.user.pk]
+    others = [v for v in proposed if v.proposed_by_id != request.user.pk]
+    return render(request, "approvals.html", {"pending": others, "own": mine})
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'CI pipeline'.")
+
+
+def profile(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        _, new_token = ApiToken.issue(request.user, form.cleaned_data["name"])
+        form = TokenForm()
+    tokens = ApiToken.objects.filter(user=request.user)
+    response = render(request, "profile.html", {"form": form, "tokens": tokens, "new_token": new_token})
+    if new_token:
+        # The token is shown this once; make sure no cache keeps the page.
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    token.revoke()
+    messages.success(request, f"Token {token.name} revoked.")
+    return redirect("profile")
+
+
+def _database_status() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True, "detail": connection.vendor}
+    except Exception as error:  # noqa: BLE001 - a health page reports, it does not raise
+        return {"ok": False, "detail": str(error)}
+
+
+def _broker_status() -> dict:
+    from .celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True, "detail": app.conf.broker_url.split("@")[-1]}
+    except Exception as error:  # noqa: BLE001
+        return {"ok": False, "detail": str(error)}
+
+
+def _worker_status() -> dict:
+    from .tasks import ping
+
+    timeout = settings.STEWARD_HEALTH_PING_TIMEOUT
+    try:
+        result = ping.apply_async(expires=timeout)
+        answer = result.get(timeout=timeout)
+        result.forget()
+        return {"ok": answer == "pong", "detail": f"a worker answered within {timeout} s"}
+    except Exception as error:  # noqa: BLE001
+        return {"ok": False, "detail": f"no worker answered within {timeout} s ({type(error).__name__})"}
+
+
+@login_not_required
+@never_cache
+def health(request: HttpRequest) -> HttpResponse:
+    """Database, broker and worker status, for people (HTML) and load balancers (JSON)."""
+    checks = {"database": _database_status(), "broker": _broker_status()}
+    checks["worker"] = _worker_status() if checks["broker"]["ok"] else {"ok": False, "detail": "broker down"}
+    healthy = all(check["ok"] for check in checks.values())
+    status = 200 if healthy else 503
+    if "application/json" in request.headers.get("Accept", "") or request.GET.get("format") == "json":
+        return JsonResponse({"ok": healthy, "checks": checks}, status=status)
+    return render(request, "health.html", {"checks": checks, "healthy": healthy}, status=status)
+
+
+def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
+    return render(request, "errors/403.html", {"message": str(exception or "")}, status=403)
+
+
+def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
+    return render(request, "errors/404.html", status=404)
+
+
+@login_not_required
+def server_error(request: HttpRequest) -> HttpResponse:
+    return render(request, "errors/500.html", status=500)
