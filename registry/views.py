@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from steward.history import history_rows
 from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
 
 from .filters import ModelVersionFilter
@@ -32,30 +33,11 @@ def version_list(request: HttpRequest) -> HttpResponse:
     return render(request, "registry/version_list.html", context)
 
 
-def _history_rows(version: ModelVersion) -> list[dict]:
-    """Field-level changes of a version, newest first: who, when, which field, before and after."""
-    records = list(version.history.select_related("history_user").order_by("history_date", "history_id"))
-    rows = []
-    for previous, record in zip([None, *records[:-1]], records, strict=True):
-        if previous is None:
-            changes = [{"field": "—", "old": "", "new": "created"}]
-        else:
-            delta = record.diff_against(previous)
-            changes = [
-                {"field": ModelVersion._meta.get_field(c.field).verbose_name, "old": c.old, "new": c.new}
-                for c in delta.changes
-            ]
-        if changes:
-            rows.append({"record": record, "changes": changes})
-    rows.reverse()
-    return rows
-
-
 def _detail_context(version: ModelVersion, form: TransitionForm | None = None) -> dict:
     return {
         "version": version,
         "transitions": version.transitions.select_related("actor"),
-        "history": _history_rows(version),
+        "history": history_rows(version),
         "actions": version.allowed_actions(),
         "form": form or TransitionForm(),
     }

@@ -1,0 +1,57 @@
+"""Personal API tokens: created on the profile page or by command, shown once, stored hashed."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from steward.models import ApiToken, hash_token
+
+pytestmark = pytest.mark.django_db
+
+
+def test_command_prints_the_token_once_and_stores_only_its_hash(bob, client):
+    out = io.StringIO()
+    call_command("create_api_token", "bob", "--name", "CI", stdout=out, stderr=io.StringIO())
+    raw = out.getvalue().strip()
+    token = ApiToken.objects.get(user=bob)
+    assert token.name == "CI"
+    assert token.token_hash == hash_token(raw) and raw not in (token.token_hash, token.prefix)
+    response = client.get("/api/v1/model-versions", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 200
+
+
+def test_command_names_the_unknown_user():
+    with pytest.raises(CommandError, match="username: no user named 'nobody'") as caught:
+        call_command("create_api_token", "nobody", stdout=io.StringIO(), stderr=io.StringIO())
+    assert caught.value.returncode == 2
+
+
+def test_profile_page_shows_a_new_token_once(bob, client_for):
+    client = client_for(bob)
+    response = client.post("/profile/", {"name": "laptop"})
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    token = ApiToken.objects.get(user=bob, name="laptop")
+    page = response.content.decode()
+    start = page.index('id="new-token">') + len('id="new-token">')
+    raw = page[start : page.index("</code>", start)]
+    assert hash_token(raw) == token.token_hash
+    again = client.get("/profile/").content.decode()
+    assert raw not in again and token.prefix in again
+
+
+def test_revoked_token_stops_working(bob, client_for, client):
+    token, raw = ApiToken.issue(bob, "old")
+    assert client.get("/api/v1/providers", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    client_for(bob).post(f"/profile/tokens/{token.pk}/revoke/")
+    assert client.get("/api/v1/providers", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+
+
+def test_cannot_revoke_someone_elses_token(bob, dave, client_for):
+    token, _ = ApiToken.issue(bob, "bob's")
+    assert client_for(dave).post(f"/profile/tokens/{token.pk}/revoke/").status_code == 404
+    token.refresh_from_db()
+    assert token.is_active
