@@ -258,6 +258,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
+# Change reasons carry an officer's full comment, not just a hundred characters.
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+
 # --- Steward ----------------------------------------------------------------------------------
 STEWARD_HEALTH_PING_TIMEOUT = env_int("STEWARD_HEALTH_PING_TIMEOUT", 5)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STEWARD_MAX_BODY_BYTES", 5 * 1024 * 1024)
