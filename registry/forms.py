@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from django import forms
 
+from steward.forms import formfield_https_urls
+
 from .models import TIERS, Model, ModelVersion
 
 MICRO = Decimal(1_000_000)
@@ -27,16 +29,11 @@ class ProposeVersionForm(forms.ModelForm):
 
     input_price_usd = UsdPerMillionField(label="Input price (USD per 1M tokens)")
     output_price_usd = UsdPerMillionField(label="Output price (USD per 1M tokens)")
-    base_url = forms.URLField(
-        label="Base URL",
-        max_length=300,
-        assume_scheme="https",
-        help_text="Endpoint base URL, e.g. https://api.example.com/v1",
-    )
     cost_tier = forms.ChoiceField(choices=[(tier, tier.capitalize()) for tier in TIERS], initial="medium")
 
     class Meta:
         model = ModelVersion
+        formfield_callback = formfield_https_urls
         fields = [
             "model",
             "version",

@@ -39,7 +39,9 @@ class Provider(models.Model):
     """A company or platform that serves models (OpenAI, Mistral AI, an internal platform …)."""
 
     name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
+    # CharField, not SlugField: Django's slug check (also in forms and the API) forbids the dots that
+    # slug_validator allows, as in gpt-4.1 or llama-3.1-70b-instruct.
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
     website = models.URLField(blank=True)
     regions = models.JSONField(
         default=list, blank=True, validators=[string_list_validator], help_text="Regions the provider offers."
@@ -68,7 +70,8 @@ class Model(models.Model):
 
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="models")
     name = models.CharField(max_length=100)
-    slug = models.SlugField(max_length=80, validators=[slug_validator])
+    # CharField, not SlugField, so that dots are allowed (see Provider.slug).
+    slug = models.CharField(max_length=80, db_index=True, validators=[slug_validator])
     family = models.CharField(max_length=80, blank=True)
     modality = models.CharField(max_length=20, choices=Modality.choices, default=Modality.TEXT)
     context_window = models.PositiveIntegerField(

@@ -18,13 +18,23 @@ from .forms import ProposeVersionForm, TransitionForm
 from .models import ACTIONS, ModelVersion
 
 PAGE_SIZE = 25
+MAX_PAGE_SIZE = 500
+
+
+def page_size(request: HttpRequest, default: int) -> int:
+    """Rows per page from ``?per_page=`` (1 to MAX_PAGE_SIZE), else ``default``."""
+    try:
+        size = int(request.GET.get("per_page", default))
+    except ValueError:
+        return default
+    return max(1, min(size, MAX_PAGE_SIZE))
 
 
 @permission_required("registry.view_modelversion", raise_exception=True)
 def version_list(request: HttpRequest) -> HttpResponse:
     filterset = ModelVersionFilter(request.GET or None, queryset=ModelVersion.objects.with_related())
     queryset = filterset.qs if filterset.is_bound else filterset.queryset
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(queryset, page_size(request, PAGE_SIZE)).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filter": filterset, "page": page, "query": query.urlencode(), "sort": request.GET.get("sort", "")}
@@ -66,7 +76,7 @@ def version_transition(request: HttpRequest, pk: int, action: str) -> HttpRespon
         except PermissionDenied as error:
             form.add_error(None, str(error))
         else:
-            messages.success(request, f"{version.ref}: {action} recorded.")
+            messages.success(request, f"{version.ref} is now {version.get_status_display().lower()}.")
             return redirect(version)
     return render(request, "registry/version_detail.html", _detail_context(version, form), status=400)
 

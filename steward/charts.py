@@ -37,5 +37,7 @@ def stacked_bars(
             go.Bar(name=name, x=categories, y=values, marker_color=colours.get(name)) for name, values in series.items()
         ]
     )
-    figure.update_layout(barmode="stack", title=title, legend={"orientation": "h", "y": -0.2}, height=360)
+    figure.update_layout(
+        barmode="stack", title=title, legend={"orientation": "h", "y": -0.2, "traceorder": "normal"}, height=360
+    )
     return figure_json(figure)

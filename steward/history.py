@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import models
+
+
+def _shown(value: object) -> object:
+    """Times to the second in UTC, like the rest of the history table."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value
 
 
 def history_rows(obj: models.Model) -> list[dict]:
@@ -19,7 +28,7 @@ def history_rows(obj: models.Model) -> list[dict]:
         else:
             # Compared here rather than with diff_against, which skips non-editable fields.
             changes = [
-                {"field": field.verbose_name, "old": old, "new": new}
+                {"field": field.verbose_name, "old": _shown(old), "new": _shown(new)}
                 for field in record.tracked_fields
                 if (old := getattr(previous, field.attname)) != (new := getattr(record, field.attname))
             ]

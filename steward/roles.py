@@ -26,11 +26,19 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "registry.change_provider",
         "registry.add_model",
         "registry.change_model",
+        "compliance.review_matrixcell",
+        "compliance.add_certification",
+        "compliance.change_certification",
+        "compliance.add_certificationholding",
+        "compliance.change_certificationholding",
+        "compliance.add_dataclassification",
+        "compliance.change_dataclassification",
     ],
     ENGINEERS: [
         "registry.add_modelversion",
         "registry.add_provider",
         "registry.add_model",
+        "compliance.request_matrixcell",
     ],
     AUDITORS: [],
 }
@@ -63,6 +71,21 @@ def sync_role_permissions(apps=None) -> None:
             if permission is not None:
                 wanted.append(permission)
         group.permissions.add(*wanted)
+
+
+def sync_roles_migration(apps, schema_editor) -> None:
+    """A data migration step: create pending permissions now, then sync the groups.
+
+    Django creates permissions after all migrations have run; a migration that hands new
+    permissions to groups must create them first.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    sync_role_permissions(apps)
 
 
 def role_names(user: AbstractBaseUser | AnonymousUser) -> list[str]:

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from compliance import api as compliance_api
 from registry import api as registry_api
 
 from . import views
@@ -15,6 +16,10 @@ router.trailing_slash = "/?"
 router.register("providers", registry_api.ProviderViewSet, basename="provider")
 router.register("models", registry_api.ModelViewSet, basename="model")
 router.register("model-versions", registry_api.ModelVersionViewSet, basename="modelversion")
+router.register("certifications", compliance_api.CertificationViewSet, basename="certification")
+router.register("classifications", compliance_api.ClassificationViewSet, basename="classification")
+router.register("certification-holdings", compliance_api.HoldingViewSet, basename="certificationholding")
+router.register("matrix-cells", compliance_api.MatrixCellViewSet, basename="matrixcell")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -25,7 +30,9 @@ urlpatterns = [
     path("approvals/", views.approvals_inbox, name="approvals"),
     path("health/", views.health, name="health"),
     path("registry/", include("registry.urls")),
+    path("compliance/", include("compliance.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/compliance/check", compliance_api.compliance_check, name="compliance-check"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # DRF exempts its views from LoginRequiredMiddleware; the docs are a page, so send people to sign in.

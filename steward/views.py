@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from compliance.alerts import open_alerts
 from registry.models import ModelVersion, Status, VersionTransition
 
 from .charts import STATUS_COLOURS, stacked_bars
@@ -54,6 +55,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         pending = list(ModelVersion.objects.with_related().awaiting_review_by(request.user).order_by("proposed_at"))
     recent = VersionTransition.objects.select_related("version", "actor").order_by("-at", "-pk")[:12]
     context = {
+        "alerts": open_alerts() if request.user.has_perm("compliance.view_compliancealert") else [],
         "status_counts": status_counts,
         "total_versions": sum(by_status.values()),
         "pending": pending,

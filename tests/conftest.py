@@ -12,6 +12,12 @@ from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 from .factories import make_model, make_provider, make_version
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    # Signing in is not what the suite measures; a slow hasher only costs time per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _user(username: str, *roles: str, **extra) -> User:
     user = User.objects.create_user(username, f"{username}@example.org", "correct-horse-battery", **extra)
     for role in roles:

@@ -59,7 +59,7 @@ def make_versions(count: int, proposed_by, **fields) -> list[ModelVersion]:
         make_version(
             proposed_by,
             model=models[i % 8],
-            status=statuses[i % 4],
+            status=statuses[(i // 3) % 4],
             cost_tier=tiers[i % 3],
             region=regions[i % 3],
             **fields,

@@ -1,0 +1,190 @@
+"""The one answer to "may model version V process data classification C at time T?".
+
+``check`` answers for one pair; ``Matrix`` answers for many pairs with a constant number of
+queries (the matrix page, policy validation, decision-record checks). Both run the same code:
+``check`` is a one-row ``Matrix``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+from django.utils import timezone
+
+from registry.models import ModelVersion, Status
+
+from .models import CellDecision, CertificationHolding, DataClassification, HoldingEffect, MatrixCell
+
+
+class CellState:
+    """What a cell shows, in the order that explains it best (the first that applies wins)."""
+
+    INELIGIBLE = "ineligible"
+    DENIED = "denied"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+    AWAITING = "awaiting"  # eligible, requested, awaiting an officer
+    NOT_REQUESTED = "not-requested"  # eligible, nobody asked yet
+    VERSION_NOT_APPROVED = "version-not-approved"
+    USABLE = "usable"
+
+    LABELS = {
+        INELIGIBLE: "Ineligible",
+        DENIED: "Denied",
+        SUSPENDED: "Suspended",
+        EXPIRED: "Approval expired",
+        AWAITING: "Eligible, awaiting approval",
+        NOT_REQUESTED: "Eligible, not requested",
+        VERSION_NOT_APPROVED: "Version not approved",
+        USABLE: "Usable",
+    }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer for one pair: usable or not, why, and the cell behind it."""
+
+    usable: bool
+    state: str
+    reasons: list[str]
+    eligible: bool
+    cell: MatrixCell | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return CellState.LABELS[self.state]
+
+
+class Matrix:
+    """Verdicts for model versions x classifications at one time, loaded in a fixed number of queries."""
+
+    def __init__(
+        self,
+        versions: Iterable[ModelVersion],
+        classifications: Iterable[DataClassification] | None = None,
+        at: dt.datetime | None = None,
+    ) -> None:
+        self.at = at or timezone.now()
+        self.day = self.at.astimezone(dt.UTC).date()
+        self.versions = list(versions)
+        if classifications is None:
+            classifications = DataClassification.objects.all()
+        self.classifications = list(classifications)
+        classification_ids = [c.pk for c in self.classifications]
+        # Required certifications of each classification (one query).
+        through = DataClassification.required_certifications.through
+        self.required: dict[int, list] = defaultdict(list)
+        rows = through.objects.filter(dataclassification_id__in=classification_ids).select_related("certification")
+        for row in rows:
+            self.required[row.dataclassification_id].append(row.certification)
+        for certifications in self.required.values():
+            certifications.sort(key=lambda c: c.name)
+        version_ids = [v.pk for v in self.versions]
+        provider_ids = {v.model.provider_id for v in self.versions}
+        # Holdings of the providers and overrides of the versions (one query).
+        self.provider_holdings: dict[tuple[int, int], list[CertificationHolding]] = defaultdict(list)
+        self.version_holdings: dict[tuple[int, int], list[CertificationHolding]] = defaultdict(list)
+        holdings = CertificationHolding.objects.filter(
+            Q(provider_id__in=provider_ids) | Q(model_version_id__in=version_ids)
+        )
+        for holding in holdings:
+            if holding.provider_id:
+                self.provider_holdings[(holding.provider_id, holding.certification_id)].append(holding)
+            else:
+                self.version_holdings[(holding.model_version_id, holding.certification_id)].append(holding)
+        # Cells (one query).
+        self.cells: dict[tuple[int, int], MatrixCell] = {
+            (cell.model_version_id, cell.classification_id): cell
+            for cell in MatrixCell.objects.filter(
+                model_version_id__in=version_ids, classification_id__in=classification_ids
+            ).select_related("decided_by", "requested_by", "suspended_by")
+        }
+
+    # --- eligibility ---------------------------------------------------------------------------
+
+    def _certification_reason(self, version: ModelVersion, certification) -> str | None:
+        """None when ``version`` holds ``certification`` on the day asked; otherwise why not."""
+        overrides = self.version_holdings.get((version.pk, certification.pk))
+        if overrides:
+            # The version's own deployment decides; its provider's holdings do not apply.
+            if any(h.effect == HoldingEffect.REVOKES and h.is_valid_on(self.day) for h in overrides):
+                return f"{certification.name} does not cover this deployment (version override)"
+            holdings = [h for h in overrides if h.effect == HoldingEffect.GRANTS]
+        else:
+            holdings = self.provider_holdings.get((version.model.provider_id, certification.pk), [])
+        if not holdings:
+            return f"no {certification.name}"
+        if any(h.is_valid_on(self.day) for h in holdings):
+            return None
+        past = [h.valid_until for h in holdings if h.valid_until < self.day]
+        if past:
+            return f"{certification.name} expired on {max(past).isoformat()}"
+        return f"{certification.name} valid only from {min(h.valid_from for h in holdings).isoformat()}"
+
+    def eligibility_reasons(self, version: ModelVersion, classification: DataClassification) -> list[str]:
+        reasons = [
+            reason
+            for certification in self.required.get(classification.pk, [])
+            if (reason := self._certification_reason(version, certification))
+        ]
+        if not classification.allows_region(version.region):
+            reasons.append(f"region {version.region} not allowed for {classification.slug}")
+        return reasons
+
+    # --- verdicts ------------------------------------------------------------------------------
+
+    def verdict(self, version: ModelVersion, classification: DataClassification) -> Verdict:
+        reasons = self.eligibility_reasons(version, classification)
+        eligible = not reasons
+        cell = self.cells.get((version.pk, classification.pk))
+        decision = cell.decision if cell else ""
+        if cell and decision == CellDecision.DENIED:
+            who = cell.decided_by.get_username() if cell.decided_by else "an officer"
+            reasons.append(f"denied by {who}: {cell.justification}")
+        if cell and cell.is_suspended:
+            who = cell.suspended_by.get_username() if cell.suspended_by else "an officer"
+            reasons.append(f"suspended by {who} on {cell.suspended_at:%Y-%m-%d}: {cell.suspension_reason}")
+        expired = bool(cell and decision == CellDecision.APPROVED and cell.is_expired_at(self.at))
+        if expired:
+            reasons.append(f"approval expired on {cell.expires_at:%Y-%m-%d %H:%M} UTC")
+        if decision == CellDecision.REQUESTED:
+            reasons.append("awaiting an officer's approval")
+        elif not decision:
+            reasons.append("not approved for this classification (not requested)")
+        if version.status != Status.APPROVED:
+            reasons.append(f"model version is {version.get_status_display().lower()}, not approved")
+
+        if not eligible:
+            state = CellState.INELIGIBLE
+        elif decision == CellDecision.DENIED:
+            state = CellState.DENIED
+        elif cell and cell.is_suspended:
+            state = CellState.SUSPENDED
+        elif expired:
+            state = CellState.EXPIRED
+        elif decision == CellDecision.REQUESTED:
+            state = CellState.AWAITING
+        elif not decision:
+            state = CellState.NOT_REQUESTED
+        elif version.status != Status.APPROVED:
+            state = CellState.VERSION_NOT_APPROVED
+        else:
+            state = CellState.USABLE
+        return Verdict(usable=state == CellState.USABLE, state=state, reasons=reasons, eligible=eligible, cell=cell)
+
+    def rows(self) -> list[tuple[ModelVersion, list[tuple[DataClassification, Verdict]]]]:
+        return [(v, [(c, self.verdict(v, c)) for c in self.classifications]) for v in self.versions]
+
+
+def check(version: ModelVersion, classification: DataClassification, at: dt.datetime | None = None) -> Verdict:
+    """May ``version`` process ``classification`` at ``at`` (default now)? With the reasons."""
+    return Matrix([version], [classification], at).verdict(version, classification)
+
+
+def eligibility_reasons(version: ModelVersion, classification: DataClassification, at: dt.datetime) -> list[str]:
+    """Why ``version`` is not eligible for ``classification`` at ``at``; empty when it is."""
+    return Matrix([version], [classification], at).eligibility_reasons(version, classification)
