@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from compliance.models import CertificationHolding, ComplianceAlert, DataClassification, MatrixCell
 from registry.management.commands import seed_demo
 from registry.models import Model, ModelVersion, Provider, Status, VersionTransition
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
@@ -18,12 +19,6 @@ from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 pytestmark = pytest.mark.django_db
 
 DEMO_ROLES = {"alice": OFFICERS, "carol": OFFICERS, "bob": ENGINEERS, "dave": AUDITORS}
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings) -> None:
-    # The production hasher is deliberately slow; these tests hash the demo passwords many times.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def seed() -> str:
@@ -43,6 +38,12 @@ def row_counts() -> dict[str, int]:
         ModelVersion.history.model,
         User,
         User.groups.through,
+        DataClassification,
+        CertificationHolding,
+        MatrixCell,
+        ComplianceAlert,
+        CertificationHolding.history.model,
+        MatrixCell.history.model,
     ]
     return {table._meta.label: table.objects.count() for table in tables}
 
@@ -211,3 +212,26 @@ def test_invalid_demo_data_names_the_version_and_writes_nothing(monkeypatch):
         seed()
 
     assert row_counts() == dict.fromkeys(row_counts(), 0)
+
+
+def test_seeds_classifications_holdings_and_a_matrix_with_every_kind_of_cell():
+    seed()
+    assert set(DataClassification.objects.values_list("slug", flat=True)) >= {
+        "public",
+        "internal",
+        "confidential",
+        "pii",
+        "pii-eu",
+        "phi",
+        "pci",
+    }
+    phi = DataClassification.objects.get(slug="phi")
+    assert "hipaa-baa" in phi.required_certifications.values_list("slug", flat=True)
+    assert DataClassification.objects.get(slug="pii-eu").allows_region("eu-west-1")
+    assert not DataClassification.objects.get(slug="pii-eu").allows_region("us-east-1")
+    decisions = set(MatrixCell.objects.values_list("decision", flat=True))
+    assert decisions == {"approved", "requested", "denied"}
+    assert MatrixCell.objects.filter(suspended_at__isnull=False).exists()
+    # no cell was approved by the engineer who requested it, and every approval was eligible
+    assert not MatrixCell.objects.filter(decision="approved", decided_by__username="bob").exists()
+    assert ComplianceAlert.objects.filter(resolved_at__isnull=True).exists()

@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from compliance.demo import seed_compliance
 from registry.models import Model, ModelVersion, Provider, Status
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 
@@ -867,7 +868,12 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = ensure_demo_users(result)
             seed_portfolio(users, result)
+            compliance = seed_compliance(users)
         self.stdout.write(self.style.SUCCESS(self.summary(result)))
+        self.stdout.write(
+            f"Compliance: {compliance.classifications} new classifications, {compliance.holdings} new "
+            f"certification holdings, {compliance.cells} new matrix cells."
+        )
         self.stdout.write(self.logins(result))
 
     @staticmethod

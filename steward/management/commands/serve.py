@@ -117,8 +117,26 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Steward is running at {url}"))
         self.stdout.write(f"  health: {url}health/ (worker: {'answered' if worker.get('ok') else 'not yet'})")
         self.stdout.write(f"  API docs: {url}api/docs/")
-        self.stdout.write("  demo logins: see the seed_demo output above (alice, carol, bob, dave)")
+        for line in self._demo_logins():
+            self.stdout.write(line)
         self.stdout.write("  Press Ctrl-C to stop the web server, the worker and beat.")
+
+    def _demo_logins(self) -> list[str]:
+        from django.contrib.auth import get_user_model
+
+        from registry.management.commands.seed_demo import DEMO_USERS, demo_password
+
+        present = set(
+            get_user_model()
+            .objects.filter(username__in=[u["username"] for u in DEMO_USERS])
+            .values_list("username", flat=True)
+        )
+        lines = [
+            f"    {spec['username']:<6} {demo_password(spec['username']):<22} {spec['role']}"
+            for spec in DEMO_USERS
+            if spec["username"] in present
+        ]
+        return ["  demo logins:", *lines] if lines else []
 
     def _stop_all(self, processes: dict[str, subprocess.Popen]) -> None:
         for process in processes.values():
