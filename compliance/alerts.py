@@ -71,9 +71,7 @@ def record_alerts(at: dt.datetime | None = None) -> dict[str, int]:
             if key in open_alerts:
                 continue
             kind, target, pk = key
-            ComplianceAlert.objects.create(
-                kind=kind, message=message, detected_at=at, **{f"{target}_id": pk}
-            )
+            ComplianceAlert.objects.create(kind=kind, message=message, detected_at=at, **{f"{target}_id": pk})
             opened += 1
         for key, alert in open_alerts.items():
             if key not in wanted:

@@ -63,8 +63,18 @@ class HoldingSerializer(serializers.ModelSerializer):
     class Meta:
         model = CertificationHolding
         fields = [
-            "id", "certification", "provider", "model_version", "effect", "valid_from", "valid_until",
-            "evidence_file", "evidence_url", "notes", "recorded_by", "recorded_at",
+            "id",
+            "certification",
+            "provider",
+            "model_version",
+            "effect",
+            "valid_from",
+            "valid_until",
+            "evidence_file",
+            "evidence_url",
+            "notes",
+            "recorded_by",
+            "recorded_at",
         ]
         read_only_fields = ["recorded_at"]
 
@@ -91,12 +101,12 @@ def verdict_json(version: ModelVersion, classification: DataClassification, verd
         "reasons": verdict.reasons,
         "cell_id": cell.pk if cell else None,
         "decision": cell.decision if cell else None,
-        "decided_by": cell.decided_by.get_username() if cell and cell.decided_by else None,
+        "decided_by": cell.decided_by_name if cell else None,
         "decided_at": cell.decided_at if cell else None,
         "justification": cell.justification if cell else "",
         "expires_at": cell.expires_at if cell else None,
         "suspended": bool(cell and cell.is_suspended),
-        "requested_by": cell.requested_by.get_username() if cell and cell.requested_by else None,
+        "requested_by": cell.requested_by_name if cell else None,
     }
 
 
@@ -156,9 +166,7 @@ class ClassificationViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewS
 
 
 class HoldingViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = CertificationHolding.objects.select_related(
-        "certification", "provider", "model_version", "recorded_by"
-    )
+    queryset = CertificationHolding.objects.select_related("certification", "provider", "model_version", "recorded_by")
     serializer_class = HoldingSerializer
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     filterset_fields = {"provider__slug": ["exact"], "certification__slug": ["exact"], "model_version__ref": ["exact"]}
@@ -281,8 +289,10 @@ def compliance_check(request):
     if not request.user.has_perm("compliance.view_matrixcell"):
         return Response({"detail": "You do not have permission to read the compliance matrix."}, status=403)
     address = CellAddress(
-        data={"model": request.query_params.get("model", ""),
-              "classification": request.query_params.get("classification", "")}
+        data={
+            "model": request.query_params.get("model", ""),
+            "classification": request.query_params.get("classification", ""),
+        }
     )
     address.is_valid(raise_exception=True)
     at = parse_at(request.query_params.get("at"))

@@ -112,8 +112,15 @@ TRUST_PAGES = {
     "aws-bedrock": "https://aws.amazon.com/compliance/",
 }
 
-# Cells an engineer asked for and an officer has not decided yet; and one denial.
+# Sensitive classifications: a few cells approved, others requested and awaiting an officer.
 REQUESTED = {"pci", "phi"}
+APPROVED_SENSITIVE = {
+    ("phi", "aws-bedrock/claude-3-5-sonnet@20240620-v1"),
+    ("phi", "openai/gpt-4o@2024-08-06"),
+    ("phi", "anthropic/claude-3-7-sonnet@20250219"),
+    ("pci", "aws-bedrock/nova-lite@v1"),
+    ("pci", "aws-bedrock/nova-pro@v1"),
+}
 DENIED = [("pii", "google")]
 
 
@@ -187,6 +194,9 @@ def seed_compliance(users: dict[str, AbstractUser], today: dt.date | None = None
                 cell.deny(carol, "The global endpoint gives no data-location commitment for personal data.")
             elif not verdict.eligible:
                 continue
+            elif (classification.slug, version.ref) in APPROVED_SENSITIVE:
+                cell.request(bob, f"Needed to route {classification.name.lower()} workloads.")
+                cell.approve(officers[index % 2], f"BAA/attestation and residency verified for {classification.name}.")
             elif classification.slug in REQUESTED:
                 if index % 3 == 0:
                     cell.request(bob, f"Needed to route {classification.name.lower()} workloads.")

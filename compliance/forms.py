@@ -109,6 +109,7 @@ class HoldingForm(forms.ModelForm):
             "evidence_file": forms.ClearableFileInput(attrs={"accept": ".pdf,.png,.jpg,.jpeg,.txt"}),
             "notes": forms.Textarea(attrs={"rows": 2}),
         }
+        labels = {"evidence_url": "Evidence URL"}
         help_texts = {
             "evidence_file": "PDF, PNG, JPEG or text, at most 10 MB.",
             "evidence_url": "Or a link to the evidence (a trust portal, a signed agreement).",

@@ -44,7 +44,49 @@ class CellState:
     }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
+class CellFacts:
+    """What the matrix needs of a cell, read as plain values (no model instances)."""
+
+    COLUMNS = (
+        "pk",
+        "model_version_id",
+        "classification_id",
+        "decision",
+        "decided_by__username",
+        "decided_at",
+        "justification",
+        "expires_at",
+        "suspended_at",
+        "suspended_by__username",
+        "suspension_reason",
+        "requested_by_id",
+        "requested_by__username",
+    )
+
+    pk: int
+    model_version_id: int
+    classification_id: int
+    decision: str
+    decided_by_name: str | None
+    decided_at: dt.datetime | None
+    justification: str
+    expires_at: dt.datetime | None
+    suspended_at: dt.datetime | None
+    suspended_by_name: str | None
+    suspension_reason: str
+    requested_by_id: int | None
+    requested_by_name: str | None
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    def is_expired_at(self, at: dt.datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
+
+
+@dataclass(slots=True)
 class Verdict:
     """The answer for one pair: usable or not, why, and the cell behind it."""
 
@@ -52,7 +94,7 @@ class Verdict:
     state: str
     reasons: list[str]
     eligible: bool
-    cell: MatrixCell | None = field(default=None, compare=False)
+    cell: CellFacts | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -96,19 +138,36 @@ class Matrix:
                 self.provider_holdings[(holding.provider_id, holding.certification_id)].append(holding)
             else:
                 self.version_holdings[(holding.model_version_id, holding.certification_id)].append(holding)
-        # Cells (one query).
-        self.cells: dict[tuple[int, int], MatrixCell] = {
-            (cell.model_version_id, cell.classification_id): cell
-            for cell in MatrixCell.objects.filter(
-                model_version_id__in=version_ids, classification_id__in=classification_ids
-            ).select_related("decided_by", "requested_by", "suspended_by")
-        }
+        # Cells (one query), as plain facts: thousands of them make up a matrix page.
+        rows = MatrixCell.objects.filter(
+            model_version_id__in=version_ids, classification_id__in=classification_ids
+        ).values_list(*CellFacts.COLUMNS)
+        self.cells: dict[tuple[int, int], CellFacts] = {}
+        for row in rows:
+            facts = CellFacts(*row)
+            self.cells[(facts.model_version_id, facts.classification_id)] = facts
+        # Answers shared by many cells, worked out once per matrix.
+        self._certification_reasons: dict[tuple, str | None] = {}
+        self._eligibility: dict[tuple, list[str]] = {}
+        self._overridden = {version_id for version_id, _ in self.version_holdings}
+        self._status_words = {status.value: status.label.lower() for status in Status}
 
     # --- eligibility ---------------------------------------------------------------------------
 
     def _certification_reason(self, version: ModelVersion, certification) -> str | None:
         """None when ``version`` holds ``certification`` on the day asked; otherwise why not."""
         overrides = self.version_holdings.get((version.pk, certification.pk))
+        # Without overrides the answer is the provider's, shared by all its versions.
+        key = (
+            ("version", version.pk, certification.pk)
+            if overrides
+            else ("provider", version.model.provider_id, certification.pk)
+        )
+        if key not in self._certification_reasons:
+            self._certification_reasons[key] = self._holding_reason(overrides, version, certification)
+        return self._certification_reasons[key]
+
+    def _holding_reason(self, overrides, version: ModelVersion, certification) -> str | None:
         if overrides:
             # The version's own deployment decides; its provider's holdings do not apply.
             if any(h.effect == HoldingEffect.REVOKES and h.is_valid_on(self.day) for h in overrides):
@@ -126,14 +185,23 @@ class Matrix:
         return f"{certification.name} valid only from {min(h.valid_from for h in holdings).isoformat()}"
 
     def eligibility_reasons(self, version: ModelVersion, classification: DataClassification) -> list[str]:
-        reasons = [
-            reason
-            for certification in self.required.get(classification.pk, [])
-            if (reason := self._certification_reason(version, certification))
-        ]
-        if not classification.allows_region(version.region):
-            reasons.append(f"region {version.region} not allowed for {classification.slug}")
-        return reasons
+        """Why ``version`` may not process ``classification`` on the day asked; empty when eligible."""
+        # Versions without overrides share their provider's answer for a region.
+        key = (
+            ("version", version.pk, classification.pk)
+            if version.pk in self._overridden
+            else ("provider", version.model.provider_id, version.region, classification.pk)
+        )
+        if key not in self._eligibility:
+            reasons = [
+                reason
+                for certification in self.required.get(classification.pk, [])
+                if (reason := self._certification_reason(version, certification))
+            ]
+            if not classification.allows_region(version.region):
+                reasons.append(f"region {version.region} not allowed for {classification.slug}")
+            self._eligibility[key] = reasons
+        return list(self._eligibility[key])
 
     # --- verdicts ------------------------------------------------------------------------------
 
@@ -143,10 +211,10 @@ class Matrix:
         cell = self.cells.get((version.pk, classification.pk))
         decision = cell.decision if cell else ""
         if cell and decision == CellDecision.DENIED:
-            who = cell.decided_by.get_username() if cell.decided_by else "an officer"
+            who = cell.decided_by_name or "an officer"
             reasons.append(f"denied by {who}: {cell.justification}")
         if cell and cell.is_suspended:
-            who = cell.suspended_by.get_username() if cell.suspended_by else "an officer"
+            who = cell.suspended_by_name or "an officer"
             reasons.append(f"suspended by {who} on {cell.suspended_at:%Y-%m-%d}: {cell.suspension_reason}")
         expired = bool(cell and decision == CellDecision.APPROVED and cell.is_expired_at(self.at))
         if expired:
@@ -156,7 +224,7 @@ class Matrix:
         elif not decision:
             reasons.append("not approved for this classification (not requested)")
         if version.status != Status.APPROVED:
-            reasons.append(f"model version is {version.get_status_display().lower()}, not approved")
+            reasons.append(f"model version is {self._status_words[version.status]}, not approved")
 
         if not eligible:
             state = CellState.INELIGIBLE

@@ -324,7 +324,10 @@ class MatrixCell(models.Model):
         if self.is_suspended:
             raise ValidationError({"decision": [f"{self} is already suspended."]})
         self._record(
-            by, f"suspend: {reason.strip()}", suspended_at=timezone.now(), suspended_by=by,
+            by,
+            f"suspend: {reason.strip()}",
+            suspended_at=timezone.now(),
+            suspended_by=by,
             suspension_reason=reason.strip(),
         )
 

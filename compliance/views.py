@@ -8,26 +8,30 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
+from html import escape
 from pathlib import Path
+from urllib.parse import urlencode
 
-import plotly.graph_objects as go
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from registry.filters import ModelVersionFilter
-from registry.models import TIERS, ModelVersion, Status
+from registry.models import ModelVersion, Status, known_tiers
 from registry.views import page_size
-from steward.charts import figure_json
+from steward.charts import bar_chart
 from steward.history import history_rows
 
 from .alerts import EXPIRY_WARNING_DAYS
@@ -57,19 +61,20 @@ TIER_COLOURS = {"small": "#54aeff", "medium": "#0969da", "large": "#0a3069"}
 # --- the matrix --------------------------------------------------------------------------------
 
 
-def _filtered_versions(request: HttpRequest) -> tuple[ModelVersionFilter, object]:
+def _filtered_versions(request: HttpRequest) -> tuple[ModelVersionFilter, QuerySet[ModelVersion]]:
     """The registry's filter over model versions, and the versions it selects."""
-    filterset = ModelVersionFilter(request.GET or None, queryset=ModelVersion.objects.with_related())
+    versions = ModelVersion.objects.select_related("model__provider")
+    filterset = ModelVersionFilter(request.GET or None, queryset=versions)
     return filterset, filterset.qs if filterset.is_bound else filterset.queryset
-
-
-def _tier_order(tier: str) -> tuple[int, str]:
-    return (TIERS.index(tier) if tier in TIERS else len(TIERS), tier)
 
 
 def _coverage_chart(matrix: Matrix, rows: list, classifications: list[DataClassification]) -> str:
     """Grouped bars: usable model versions per classification, one series per cost tier."""
-    tiers = sorted({version.cost_tier for version in matrix.versions}, key=_tier_order)
+    order = known_tiers()
+    tiers = sorted(
+        {version.cost_tier for version in matrix.versions},
+        key=lambda tier: (order.index(tier) if tier in order else len(order), tier),
+    )
     usable = Counter(
         (version.cost_tier, classification.pk)
         for version, cells in rows
@@ -77,29 +82,56 @@ def _coverage_chart(matrix: Matrix, rows: list, classifications: list[DataClassi
         if verdict.usable
     )
     slugs = [c.slug for c in classifications]
-    figure = go.Figure(
-        data=[
-            go.Bar(
-                name=tier,
-                x=slugs,
-                y=[usable[(tier, c.pk)] for c in classifications],
-                marker_color=TIER_COLOURS.get(tier),
-            )
-            for tier in tiers
-        ]
-    )
-    figure.update_layout(
+    most = max(usable.values(), default=0)
+    return bar_chart(
+        slugs,
+        {tier: [usable[(tier, c.pk)] for c in classifications] for tier in tiers},
+        "Usable model versions per classification and cost tier",
         barmode="group",
-        title="Usable model versions per classification and cost tier",
-        yaxis={"rangemode": "tozero", "tickformat": ",d", "title": "usable versions"},
-        legend={"orientation": "h", "y": -0.25, "title": {"text": "tier "}},
-        height=300,
+        colours=TIER_COLOURS,
+        height=260,
+        layout={
+            # Whole numbers only, and a visible axis even when nothing is usable yet.
+            "yaxis": {
+                "title": {"text": "usable versions"},
+                "rangemode": "tozero",
+                "range": [0, max(most, 1) * 1.1],
+                "tick0": 0,
+                "dtick": max(1, math.ceil(most / 6)),
+            },
+            "legend": {"orientation": "h", "y": -0.25, "title": {"text": "tier "}},
+        },
     )
-    return figure_json(figure)
 
 
+def cell_html(
+    version: ModelVersion, classification: DataClassification, verdict: Verdict, oob: bool = False
+) -> SafeString:
+    """One matrix cell: its state in colour and words, its reasons on hover, a link to its panel.
+
+    Built here rather than by a template include because the page renders thousands of cells
+    and the template engine would dominate its time; ``oob`` marks it for an htmx out-of-band swap.
+    """
+    slug = _escaped(classification.slug)
+    url = f"{_cell_url_prefix()}{version.pk}/{slug}/"
+    # State and label are Steward's own constants; the reasons are escaped per cell.
+    title = escape(f"{version.ref} × {classification.slug}: {'; '.join(verdict.reasons) or 'usable'}")
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return mark_safe(  # every interpolated outside value is escaped
+        f'<td id="cell-{version.pk}-{slug}" class="cell state-{verdict.state}" data-state="{verdict.state}" '
+        f'title="{title}"{swap}><a href="{url}" hx-get="{url}" hx-target="#cell-panel" hx-swap="innerHTML">'
+        f"{verdict.label}</a></td>"
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _escaped(text: str) -> str:
+    return escape(text)
+
+
+@functools.cache
 def _cell_url_prefix() -> str:
-    """``/compliance/matrix/cell/``: cell links are built in the template without a reverse per cell."""
+    """``/compliance/matrix/cell/``, so that a cell's link costs no URL reversal."""
     return reverse("compliance:cell", args=[0, "x"]).removesuffix("0/x/")
 
 
@@ -115,18 +147,22 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
     matrix = Matrix(versions, classifications)
     rows = matrix.rows()
     page = Paginator(rows, page_size(request, MATRIX_PAGE_SIZE)).get_page(request.GET.get("page"))
+    table = [
+        (version, mark_safe("".join(cell_html(version, classification, verdict) for classification, verdict in cells)))
+        for version, cells in page
+    ]
     query = request.GET.copy()
     query.pop("page", None)
-    export = query.copy()
-    export.pop("per_page", None)
+    # The export keeps the filters that are set (the filter form also sends the empty ones).
+    export = urlencode([(k, v) for k, values in query.lists() for v in values if v and k != "per_page"])
     context = {
         "filter": filterset,
         "page": page,
+        "table": table,
         "classifications": classifications,
         "chart": _coverage_chart(matrix, rows, classifications) if classifications and rows else "",
         "query": query.urlencode(),
-        "csv_url": reverse("compliance:matrix-csv") + (f"?{export.urlencode()}" if export else ""),
-        "cell_url_prefix": _cell_url_prefix(),
+        "csv_url": reverse("compliance:matrix-csv") + (f"?{export}" if export else ""),
         "per_page": request.GET.get("per_page", ""),
         "states": CellState.LABELS.items(),
     }
@@ -212,7 +248,11 @@ def _available_actions(user, verdict: Verdict) -> list[str]:
         actions.append("request")
     if user.has_perm(REVIEW_CELLS):
         own_request = bool(cell and cell.requested_by_id == user.pk)
-        if verdict.eligible and not own_request and (decision != CellDecision.APPROVED or verdict.state == CellState.EXPIRED):
+        if (
+            verdict.eligible
+            and not own_request
+            and (decision != CellDecision.APPROVED or verdict.state == CellState.EXPIRED)
+        ):
             actions.append("approve")
         if decision != CellDecision.DENIED:
             actions.append("deny")
@@ -231,7 +271,12 @@ def _panel_context(
     done: str = "",
 ) -> dict:
     verdict = check(version, classification)
-    cell = verdict.cell
+    # The full cell, with its people, for the panel and its history.
+    cell = (
+        MatrixCell.objects.select_related("decided_by", "requested_by", "suspended_by").get(pk=verdict.cell.pk)
+        if verdict.cell
+        else None
+    )
     base = reverse("compliance:cell", args=[version.pk, classification.slug])
     forms = []
     for action in _available_actions(request.user, verdict):
@@ -260,7 +305,6 @@ def _panel_context(
         "own_request": bool(cell and cell.requested_by_id == request.user.pk and request.user.has_perm(REVIEW_CELLS)),
         "done": done,
         "in_matrix": bool(request.htmx),
-        "cell_url_prefix": _cell_url_prefix(),
     }
 
 
@@ -298,11 +342,16 @@ def _act(request: HttpRequest, version_pk: int, classification_slug: str, action
                 messages.success(request, f"{version.ref} x {classification.slug}: {done}")
                 return redirect("compliance:cell", version.pk, classification.slug)
             context = _panel_context(request, version, classification, done=done)
-            return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": True})
+            return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
     context = _panel_context(request, version, classification, bound=(action, form))
     if request.htmx:
-        return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": True})
+        return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
     return render(request, "compliance/cell.html", context, status=status)
+
+
+def _oob_cell(context: dict) -> SafeString:
+    """The cell's new state for the matrix table, swapped out of band beside the panel."""
+    return cell_html(context["version"], context["classification"], context["verdict"], oob=True)
 
 
 def _cell_action_view(action: str, permission: str) -> Callable[..., HttpResponse]:
@@ -353,9 +402,9 @@ def _certifications_page(
 ) -> HttpResponse:
     today = timezone.localdate()
     context = {
-        "catalogue": Certification.objects.annotate(holding_count=Count("holdings")).prefetch_related(
-            "classifications"
-        ),
+        "catalogue": Certification.objects.annotate(holding_count=Count("holdings"))
+        .prefetch_related("classifications")
+        .order_by("name"),
         "holdings": _holding_rows(today),
         "today": today,
         "warning_days": EXPIRY_WARNING_DAYS,

@@ -1,1 +1,379 @@
-"""Portfolio: cost tiers, tasks, routing policies, change requests and the policy feed."""
+"""Portfolio: cost tiers, tasks, policy sets, immutable policy versions and their change requests.
+
+Routing policies are versioned configuration: engineers write a change request (YAML, in
+revisions), officers review it, and publishing turns it into the next, immutable policy version
+of its set. The rules of review live on ``ChangeRequest``; publishing is
+``portfolio.publishing.publish``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from compliance.models import DataClassification
+from registry.models import slug_validator
+
+PROPOSE_CHANGES = "portfolio.add_changerequest"
+REVIEW_CHANGES = "portfolio.review_changerequest"
+PUBLISH_CHANGES = "portfolio.publish_changerequest"
+
+
+class CostTier(models.Model):
+    """A cost tier (small, medium, large …): its rank and the most a model in it may cost.
+
+    The ceiling applies to a version's input price per million tokens, the figure that decides
+    most of a request's cost; escalation must go to a tier of higher rank.
+    """
+
+    slug = models.CharField(max_length=30, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=60)
+    rank = models.PositiveSmallIntegerField(unique=True, help_text="Higher ranks are larger, costlier tiers.")
+    price_ceiling_micro_usd = models.BigIntegerField(
+        "price ceiling (micro-USD per million input tokens)",
+        validators=[MinValueValidator(0, "The price ceiling cannot be negative.")],
+    )
+    description = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["rank"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Task(models.Model):
+    """A kind of work the organisation routes (ticket-triage, contract-review …)."""
+
+    slug = models.CharField(max_length=60, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    default_classification = models.ForeignKey(DataClassification, on_delete=models.PROTECT, related_name="tasks")
+    tier = models.ForeignKey(CostTier, on_delete=models.PROTECT, related_name="tasks")
+    typical_input_tokens = models.PositiveIntegerField(
+        default=1000, help_text="For cost estimates: tokens in a typical request."
+    )
+    typical_output_tokens = models.PositiveIntegerField(
+        default=250, help_text="For cost estimates: tokens in a typical answer."
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PolicySet(models.Model):
+    """A stream of routing policies for one environment (production, staging …)."""
+
+    slug = models.CharField(max_length=40, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Distinct officers who must approve a change request.",
+    )
+    require_provider_diversity = models.BooleanField(
+        default=False, help_text="Every route's fallbacks must include a model from another provider."
+    )
+    auto_publish = models.BooleanField(default=False, help_text="Publish as soon as the last approval arrives.")
+    policy_lifetime_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="How long a signed policy stays valid.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("portfolio:policy-set", args=[self.slug])
+
+    def current_version(self) -> PolicyVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class PolicyVersion(models.Model):
+    """One published, immutable version of a policy set's routing policy.
+
+    ``document`` is the YAML as approved; ``spec`` its normalised form (what exports and the
+    signed payload are built from). Version numbers only grow.
+    """
+
+    policy_set = models.ForeignKey(PolicySet, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    document = models.TextField()
+    spec = models.JSONField()
+    change_request = models.OneToOneField(
+        "ChangeRequest", on_delete=models.PROTECT, null=True, blank=True, related_name="published_version"
+    )
+    provenance = models.CharField(max_length=30, default="change-request", help_text="change-request or re-signed")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    approvers = models.JSONField(default=list, help_text="Usernames of the officers who approved it.")
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    published_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["policy_set", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy_set", "number"], name="one_number_per_set"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_set.slug} v{self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValidationError("Policy versions are immutable; publish a new version instead.")
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("portfolio:policy-version", args=[self.policy_set.slug, self.number])
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Policy versions are immutable and cannot be deleted.")
+
+
+class ChangeStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    APPROVED = "approved", "Approved, ready to publish"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    PUBLISHED = "published", "Published"
+
+
+OPEN_STATUSES = (ChangeStatus.DRAFT, ChangeStatus.IN_REVIEW, ChangeStatus.APPROVED)
+
+
+class ReviewDecision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    COMMENT = "comment", "Comment"
+
+
+class ChangeRequest(models.Model):
+    """A proposed change to a policy set, written as YAML in revisions and reviewed by officers.
+
+    The author never approves; the set's number of distinct approvals on the latest revision is
+    needed; a new revision dismisses earlier approvals; any rejection is final.
+    """
+
+    policy_set = models.ForeignKey(PolicySet, on_delete=models.PROTECT, related_name="change_requests")
+    title = models.CharField(max_length=200)
+    rationale = models.TextField(blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="change_requests")
+    base_version = models.ForeignKey(
+        PolicyVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The version this change starts from; publishing refuses it when no longer current.",
+    )
+    status = models.CharField(max_length=20, choices=ChangeStatus.choices, default=ChangeStatus.DRAFT)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [
+            ("review_changerequest", "Can approve or reject routing change requests"),
+            ("publish_changerequest", "Can publish approved routing change requests"),
+        ]
+
+    def __str__(self) -> str:
+        return f"CR-{self.pk}: {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("portfolio:change-request", args=[self.pk])
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def latest_revision(self) -> Revision | None:
+        return self.revisions.order_by("-number").first()
+
+    def active_approvals(self) -> models.QuerySet[Review]:
+        return self.reviews.filter(decision=ReviewDecision.APPROVE, dismissed_at__isnull=True)
+
+    def approver_names(self) -> list[str]:
+        return sorted({review.reviewer.get_username() for review in self.active_approvals().select_related("reviewer")})
+
+    # --- the author's actions ------------------------------------------------------------------
+
+    def _check_author(self, by, action: str) -> None:
+        if by.pk != self.author_id:
+            raise PermissionDenied(f"Only the author of {self} can {action} it.")
+        if not self.is_open:
+            raise ValidationError(
+                {"status": [f"{self} is {self.get_status_display().lower()}; it cannot be {action}ed."]}
+            )
+
+    def add_revision(self, by, document: str, base_version: PolicyVersion | None = None) -> Revision:
+        """A new revision of the YAML. Earlier approvals are dismissed: they approved other text."""
+        from .validation import validate_document
+
+        self._check_author(by, "revise")
+        with transaction.atomic():
+            locked = ChangeRequest.objects.select_for_update().get(pk=self.pk)
+            if not locked.is_open:
+                raise ValidationError({"status": [f"{self} is {locked.get_status_display().lower()}."]})
+            number = (locked.revisions.aggregate(n=models.Max("number"))["n"] or 0) + 1
+            result = validate_document(document, self.policy_set)
+            revision = Revision.objects.create(
+                change_request=self,
+                number=number,
+                document=document,
+                created_by=by,
+                errors=[error.as_dict() for error in result.errors],
+            )
+            now = timezone.now()
+            dismissed = self.active_approvals().update(dismissed_at=now)
+            if base_version is not None:
+                self.base_version = base_version
+            if self.status == ChangeStatus.APPROVED:
+                self.status = ChangeStatus.IN_REVIEW
+            self.updated_at = now
+            self._history_user = by
+            self._change_reason = f"revision {number}" + (f" (dismissed {dismissed} approvals)" if dismissed else "")
+            self.save()
+        return revision
+
+    def submit(self, by) -> None:
+        """Ask officers to review. Refused while the latest revision has validation errors."""
+        self._check_author(by, "submit")
+        if self.status != ChangeStatus.DRAFT:
+            raise ValidationError({"status": [f"{self} is already {self.get_status_display().lower()}."]})
+        revision = self.latest_revision()
+        if revision is None:
+            raise ValidationError({"policy": ["Add the policy YAML before submitting."]})
+        if revision.errors:
+            raise ValidationError(
+                {
+                    "policy": [
+                        f"Revision {revision.number} has {len(revision.errors)} validation "
+                        "error(s); fix them before submitting."
+                    ]
+                }
+            )
+        self._set_status(ChangeStatus.IN_REVIEW, by, "submitted for review")
+
+    def withdraw(self, by, comment: str = "") -> None:
+        self._check_author(by, "withdraw")
+        self._set_status(ChangeStatus.WITHDRAWN, by, f"withdrawn: {comment}".rstrip(": "))
+
+    def _set_status(self, status: str, by, reason: str) -> None:
+        self.status = status
+        self.updated_at = timezone.now()
+        self._history_user = by
+        self._change_reason = reason
+        self.save()
+
+    # --- reviews -------------------------------------------------------------------------------
+
+    def review(self, by, decision: str, comment: str = "") -> Review:
+        """Record ``by``'s review of the latest revision; may move the request to approved or rejected."""
+        comment = (comment or "").strip()
+        if decision not in ReviewDecision.values:
+            raise ValidationError({"decision": [f"Must be one of {', '.join(ReviewDecision.values)}."]})
+        if decision in (ReviewDecision.APPROVE, ReviewDecision.REJECT):
+            if not by.has_perm(REVIEW_CHANGES):
+                raise PermissionDenied("Only governance officers can approve or reject change requests.")
+            if by.pk == self.author_id:
+                raise PermissionDenied(f"{by.get_username()} wrote {self} and cannot {decision} it.")
+        elif not (by.has_perm(REVIEW_CHANGES) or by.has_perm(PROPOSE_CHANGES)):
+            raise PermissionDenied("Auditors read change requests; they do not comment on them.")
+        if decision == ReviewDecision.REJECT and not comment:
+            raise ValidationError({"comment": ["A rejection needs a comment saying why."]})
+        if decision == ReviewDecision.COMMENT and not comment:
+            raise ValidationError({"comment": ["A comment cannot be empty."]})
+        with transaction.atomic():
+            locked = ChangeRequest.objects.select_for_update().get(pk=self.pk)
+            if decision != ReviewDecision.COMMENT and locked.status not in (
+                ChangeStatus.IN_REVIEW,
+                ChangeStatus.APPROVED,
+            ):
+                raise ValidationError(
+                    {
+                        "status": [
+                            f"{self} is {locked.get_status_display().lower()}; only requests in review "
+                            "can be approved or rejected."
+                        ]
+                    }
+                )
+            if decision == ReviewDecision.COMMENT and not locked.is_open:
+                raise ValidationError({"status": [f"{self} is {locked.get_status_display().lower()}."]})
+            revision = locked.latest_revision()
+            if decision == ReviewDecision.APPROVE and self.active_approvals().filter(reviewer=by).exists():
+                raise ValidationError({"decision": [f"{by.get_username()} has already approved this revision."]})
+            review = Review.objects.create(
+                change_request=self, revision=revision, reviewer=by, decision=decision, comment=comment
+            )
+            if decision == ReviewDecision.REJECT:
+                locked._set_status(ChangeStatus.REJECTED, by, f"rejected by {by.get_username()}: {comment}")
+            elif decision == ReviewDecision.APPROVE:
+                if self.active_approvals().count() >= self.policy_set.required_approvals:
+                    locked._set_status(ChangeStatus.APPROVED, by, f"approved by {', '.join(self.approver_names())}")
+            self.refresh_from_db()
+        if decision == ReviewDecision.APPROVE and self.status == ChangeStatus.APPROVED and self.policy_set.auto_publish:
+            from .publishing import publish
+
+            publish(self, by)
+        return review
+
+
+class Revision(models.Model):
+    """One version of a change request's YAML, with the validation errors found when it was written."""
+
+    change_request = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    document = models.TextField()
+    errors = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["change_request", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["change_request", "number"], name="one_revision_number_per_request"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.change_request} r{self.number}"
+
+
+class Review(models.Model):
+    """An approval, rejection or comment on a change request's revision."""
+
+    change_request = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="reviews")
+    revision = models.ForeignKey(Revision, on_delete=models.CASCADE, related_name="reviews", null=True)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=ReviewDecision.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    dismissed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when a later revision dismissed this approval."
+    )
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} {self.decision} {self.change_request}"

@@ -8,7 +8,7 @@ from django import forms
 
 from steward.forms import formfield_https_urls
 
-from .models import TIERS, Model, ModelVersion
+from .models import Model, ModelVersion, known_tiers
 
 MICRO = Decimal(1_000_000)
 
@@ -29,7 +29,7 @@ class ProposeVersionForm(forms.ModelForm):
 
     input_price_usd = UsdPerMillionField(label="Input price (USD per 1M tokens)")
     output_price_usd = UsdPerMillionField(label="Output price (USD per 1M tokens)")
-    cost_tier = forms.ChoiceField(choices=[(tier, tier.capitalize()) for tier in TIERS], initial="medium")
+    cost_tier = forms.ChoiceField(choices=[], initial="medium")
 
     class Meta:
         model = ModelVersion
@@ -54,6 +54,7 @@ class ProposeVersionForm(forms.ModelForm):
         self.fields["model"].label_from_instance = lambda m: (
             f"{m.provider.name} — {m.name} ({m.provider.slug}/{m.slug})"
         )
+        self.fields["cost_tier"].choices = [(tier, tier.capitalize()) for tier in known_tiers()]
         self.fields["api_key_env"].widget.attrs["placeholder"] = "e.g. MISTRAL_API_KEY"
         self.fields["base_url"].widget.attrs["placeholder"] = "https://api.example.com/v1"
         self.fields["region"].widget.attrs["placeholder"] = "e.g. eu-west-1"

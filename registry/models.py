@@ -132,6 +132,14 @@ ACTIONS: dict[str, str] = {
 TIERS = ("small", "medium", "large")
 
 
+def known_tiers() -> list[str]:
+    """The cost tiers a version may be in: the portfolio's tiers by rank, or the defaults before any exist."""
+    from django.apps import apps
+
+    cost_tier = apps.get_model("portfolio", "CostTier")
+    return list(cost_tier.objects.order_by("rank").values_list("slug", flat=True)) or list(TIERS)
+
+
 class ModelVersionQuerySet(models.QuerySet):
     def with_related(self) -> ModelVersionQuerySet:
         return self.select_related("model__provider", "proposed_by")
@@ -219,6 +227,10 @@ class ModelVersion(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        tiers = known_tiers()
+        if self.cost_tier and self.cost_tier not in tiers:
+            message = f"Unknown cost tier {self.cost_tier!r}; use one of {', '.join(tiers)}."
+            raise ValidationError({"cost_tier": [message]})
         if self.model_id and self.version:
             self.ref = self.make_ref(self.model.provider.slug, self.model.slug, self.version)
             clash = ModelVersion.objects.filter(ref=self.ref).exclude(pk=self.pk)

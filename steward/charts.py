@@ -1,15 +1,14 @@
-"""Plotly figures for the pages: built in Python, drawn by our own copy of plotly.js.
+"""Plotly figures for the pages: described in Python, drawn by our own copy of plotly.js.
 
 A figure travels to the page as JSON inside ``<script type="application/json">`` (not executed,
-so the Content-Security-Policy holds) and ``static/steward/charts.js`` draws it.
+so the Content-Security-Policy holds) and ``static/steward/steward.js`` draws it. Figures are
+plain dicts in plotly.js's own schema: building them through plotly's Python classes validates
+every attribute and costs more than the rest of a page.
 """
 
 from __future__ import annotations
 
 import json
-
-import plotly.graph_objects as go
-from plotly.utils import PlotlyJSONEncoder
 
 STATUS_COLOURS = {
     "proposed": "#d29922",
@@ -20,24 +19,41 @@ STATUS_COLOURS = {
     "retired": "#57606a",
 }
 
+BASE_LAYOUT = {
+    "margin": {"l": 40, "r": 10, "t": 30, "b": 40},
+    "font": {"family": "system-ui, sans-serif"},
+}
 
-def figure_json(figure: go.Figure) -> str:
-    layout = {"margin": {"l": 40, "r": 10, "t": 30, "b": 40}, "font": {"family": "system-ui, sans-serif"}}
-    figure.update_layout(**layout)
-    return json.dumps(figure.to_plotly_json(), cls=PlotlyJSONEncoder)
+
+def figure_json(data: list[dict], layout: dict) -> str:
+    """A plotly.js figure (traces and layout) as JSON, with Steward's common layout."""
+    return json.dumps({"data": data, "layout": {**BASE_LAYOUT, **layout}})
 
 
-def stacked_bars(
-    categories: list[str], series: dict[str, list[int]], title: str, colours: dict[str, str] | None = None
+def bar_chart(
+    categories: list[str],
+    series: dict[str, list[int | float]],
+    title: str,
+    *,
+    barmode: str = "stack",
+    colours: dict[str, str] | None = None,
+    height: int = 360,
+    layout: dict | None = None,
 ) -> str:
-    """One bar per category, stacked by series (e.g. versions per provider, stacked by status)."""
+    """Bars per category, one trace per series, stacked or grouped."""
     colours = colours or {}
-    figure = go.Figure(
-        data=[
-            go.Bar(name=name, x=categories, y=values, marker_color=colours.get(name)) for name, values in series.items()
-        ]
+    data = [
+        {"type": "bar", "name": name, "x": categories, "y": values}
+        | ({"marker": {"color": colours[name]}} if name in colours else {})
+        for name, values in series.items()
+    ]
+    return figure_json(
+        data,
+        {
+            "barmode": barmode,
+            "title": {"text": title},
+            "legend": {"orientation": "h", "y": -0.2, "traceorder": "normal"},
+            "height": height,
+            **(layout or {}),
+        },
     )
-    figure.update_layout(
-        barmode="stack", title=title, legend={"orientation": "h", "y": -0.2, "traceorder": "normal"}, height=360
-    )
-    return figure_json(figure)

@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from compliance import api as compliance_api
+from portfolio import api as portfolio_api
 from registry import api as registry_api
 
 from . import views
@@ -20,6 +21,10 @@ router.register("certifications", compliance_api.CertificationViewSet, basename=
 router.register("classifications", compliance_api.ClassificationViewSet, basename="classification")
 router.register("certification-holdings", compliance_api.HoldingViewSet, basename="certificationholding")
 router.register("matrix-cells", compliance_api.MatrixCellViewSet, basename="matrixcell")
+router.register("cost-tiers", portfolio_api.CostTierViewSet, basename="costtier")
+router.register("tasks", portfolio_api.TaskViewSet, basename="task")
+router.register("policy-sets", portfolio_api.PolicySetViewSet, basename="policyset")
+router.register("change-requests", portfolio_api.ChangeRequestViewSet, basename="changerequest")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -31,8 +36,19 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("registry/", include("registry.urls")),
     path("compliance/", include("compliance.urls")),
+    path("policies/", include("portfolio.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/compliance/check", compliance_api.compliance_check, name="compliance-check"),
+    re_path(
+        r"^api/v1/policy-sets/(?P<slug>[a-z0-9][a-z0-9.-]*)/versions/(?P<number>[0-9]+)\.(?P<fmt>yaml|json)$",
+        portfolio_api.policy_version_export,
+        name="policy-version-export",
+    ),
+    re_path(
+        r"^api/v1/policy-sets/(?P<slug>[a-z0-9][a-z0-9.-]*)/current\.(?P<fmt>yaml|json)$",
+        portfolio_api.policy_version_export,
+        name="policy-current-export",
+    ),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # DRF exempts its views from LoginRequiredMiddleware; the docs are a page, so send people to sign in.

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from compliance.alerts import open_alerts
 from registry.models import ModelVersion, Status, VersionTransition
 
-from .charts import STATUS_COLOURS, stacked_bars
+from .charts import STATUS_COLOURS, bar_chart
 from .models import ApiToken
 from .roles import REVIEW_VERSIONS
 
@@ -43,7 +43,7 @@ def _versions_by_provider_chart() -> str:
         if any(counts[(provider, status.value)] for provider in providers)
     }
     colours = {status.label: STATUS_COLOURS[status.value] for status in Status}
-    return stacked_bars(providers, series, "Model versions by provider and status", colours)
+    return bar_chart(providers, series, "Model versions by provider and status", colours=colours)
 
 
 @permission_required("registry.view_modelversion", raise_exception=True)

@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from compliance.demo import seed_compliance
+from portfolio.demo import seed_portfolio_policies
 from registry.models import Model, ModelVersion, Provider, Status
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 
@@ -869,11 +870,18 @@ class Command(BaseCommand):
             users = ensure_demo_users(result)
             seed_portfolio(users, result)
             compliance = seed_compliance(users)
+            routing = seed_portfolio_policies(users)
         self.stdout.write(self.style.SUCCESS(self.summary(result)))
         self.stdout.write(
             f"Compliance: {compliance.classifications} new classifications, {compliance.holdings} new "
             f"certification holdings, {compliance.cells} new matrix cells."
         )
+        self.stdout.write(
+            f"Routing: {routing['tiers']} new cost tiers, {routing['tasks']} new tasks, {routing['policy_sets']} new "
+            f"policy sets, {routing['versions']} new published policy versions."
+        )
+        for note in routing["notes"]:
+            self.stderr.write(f"Note: {note}")
         self.stdout.write(self.logins(result))
 
     @staticmethod
