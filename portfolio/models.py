@@ -122,6 +122,14 @@ class PolicyVersion(models.Model):
         "ChangeRequest", on_delete=models.PROTECT, null=True, blank=True, related_name="published_version"
     )
     provenance = models.CharField(max_length=30, default="change-request", help_text="change-request or re-signed")
+    source_version = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="For a re-signed version: the version whose routes it repeats.",
+    )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
     approvers = models.JSONField(default=list, help_text="Usernames of the officers who approved it.")
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
@@ -146,6 +154,11 @@ class PolicyVersion(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Policy versions are immutable and cannot be deleted.")
+
+    @property
+    def content_origin_id(self) -> int:
+        """The version whose routes this one carries: itself, or for a re-signed version its source."""
+        return self.source_version_id or self.pk
 
 
 class ChangeStatus(models.TextChoices):
@@ -377,3 +390,131 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer} {self.decision} {self.change_request}"
+
+
+# --- the signed policy feed ---------------------------------------------------------------------
+
+
+class KeyRole(models.TextChoices):
+    ROOT = "root", "Root (signs trust roots)"
+    POLICY = "policy", "Policy (signs policy releases)"
+
+
+class KeyStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RETIRING = "retiring", "Retiring (still signs during a rotation)"
+    RETIRED = "retired", "Retired"
+
+
+class SigningKey(models.Model):
+    """An Ed25519 signing key. The private half is stored only encrypted with the key-encryption key."""
+
+    role = models.CharField(max_length=10, choices=KeyRole.choices)
+    keyid = models.CharField(max_length=64, unique=True, help_text="Hex SHA-256 of the raw public key.")
+    public_key = models.CharField(max_length=64, help_text="The raw 32-byte public key, hex.")
+    private_key_encrypted = models.BinaryField()
+    status = models.CharField(max_length=10, choices=KeyStatus.choices, default=KeyStatus.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["role", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.role} key {self.keyid[:12]}… ({self.status})"
+
+
+class TrustRoot(models.Model):
+    """One version of the trust root (TUF-style): which keys may sign roots and policies.
+
+    Every version stays published; ``document`` holds the exact bytes served.
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    document = models.BinaryField()
+    expires = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"trust root v{self.version}"
+
+
+class PolicyRelease(models.Model):
+    """The signed form of a policy version: the exact payload and envelope bytes routers receive."""
+
+    policy_version = models.OneToOneField(PolicyVersion, on_delete=models.PROTECT, related_name="release")
+    payload = models.BinaryField()
+    envelope = models.BinaryField()
+    sha256 = models.CharField(max_length=64, help_text="Hex SHA-256 of the envelope: the bundle's ETag.")
+    issued_at = models.DateTimeField()
+    expires = models.DateTimeField()
+    trust_version = models.PositiveIntegerField()
+    keyids = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return f"{self.policy_version} release ({self.sha256[:12]}…)"
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+class Router(models.Model):
+    """A router (gateway) that pulls one policy set's bundle with its token and reports back."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[slug_validator])
+    policy_set = models.ForeignKey(PolicySet, on_delete=models.PROTECT, related_name="routers")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=16)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=4, blank=True, help_text="ack or nack")
+    last_status_at = models.DateTimeField(null=True, blank=True)
+    applied_version = models.PositiveIntegerField(null=True, blank=True)
+    trust_version = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_nack_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords(excluded_fields=["last_seen_at"])
+
+    class Meta:
+        ordering = ["policy_set", "name"]
+        permissions = [("manage_router", "Can register routers and revoke their tokens")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class RouterReport(models.Model):
+    """One ACK or NACK a router sent: what it applied, or why it refused a bundle."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="reports")
+    status = models.CharField(max_length=4)
+    version = models.PositiveIntegerField(null=True, blank=True)
+    trust_version = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.router} {self.status} v{self.version}"

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from .models import PUBLISH_CHANGES, ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from .policy import normalise
+from .signing import sign_release
 from .validation import validate_document
 
 
@@ -38,13 +39,15 @@ def publish(change_request: ChangeRequest, by) -> PolicyVersion:
                     ]
                 }
             )
-        current = policy_set.versions.order_by("-number").first()
-        if (current.pk if current else None) != locked.base_version_id:
-            base = f"v{locked.base_version.number}" if locked.base_version else "no version"
+        current = policy_set.versions.select_related("source_version").order_by("-number").first()
+        base = locked.base_version
+        # A re-signed version repeats its source's routes: a change based on either is current.
+        if (current.content_origin_id if current else None) != (base.content_origin_id if base else None):
+            base_name = f"v{base.number}" if base else "no version"
             raise StaleBaseError(
                 {
                     "base_version": [
-                        f"{locked} starts from {base}, but {policy_set.slug} is now at v{current.number}. "
+                        f"{locked} starts from {base_name}, but {policy_set.slug} is now at v{current.number}. "
                         "Rebase it into a new revision on the current version (its approvals will be dismissed)."
                     ]
                 }
@@ -65,6 +68,7 @@ def publish(change_request: ChangeRequest, by) -> PolicyVersion:
             published_by=by,
             published_at=timezone.now(),
         )
+        sign_release(version)
         locked.status = ChangeStatus.PUBLISHED
         locked.updated_at = timezone.now()
         locked._history_user = by

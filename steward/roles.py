@@ -41,6 +41,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "portfolio.change_task",
         "portfolio.add_policyset",
         "portfolio.change_policyset",
+        "portfolio.manage_router",
     ],
     ENGINEERS: [
         "registry.add_modelversion",

@@ -7,6 +7,7 @@ that a machine with only Python runs the whole product, workers included. ``DATA
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -68,12 +69,12 @@ VAR_DIR = Path(env_str("STEWARD_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _persisted_secret(filename: str) -> str:
+def _persisted_secret(filename: str, make=lambda: secrets.token_urlsafe(50)) -> str:
     """A random secret kept under var/ so that restarts keep sessions valid on the demo set-up."""
     path = VAR_DIR / filename
     if path.exists():
         return path.read_text().strip()
-    value = secrets.token_urlsafe(50)
+    value = make()
     path.write_text(value)
     path.chmod(0o600)
     return value
@@ -227,6 +228,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE: dict = {
     "compliance-alerts": {"task": "compliance.record_alerts", "schedule": 24 * 3600},
+    "resign-policies": {"task": "portfolio.resign_due", "schedule": 3600},
+    "finish-policy-rotation": {"task": "portfolio.finish_policy_rotation", "schedule": 600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -261,6 +264,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# The key-encryption key for private signing keys (a Fernet key). Set STEWARD_KEK in production and
+# keep it outside the database's backups; the generated one under var/ is for the demo.
+STEWARD_KEK = env_str("STEWARD_KEK") or _persisted_secret(
+    "kek", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+)
+STEWARD_ROOT_LIFETIME_DAYS = env_int("STEWARD_ROOT_LIFETIME_DAYS", 365)
+# A router not seen for this long is shown as stale on the fleet page.
+STEWARD_ROUTER_STALE_SECONDS = env_int("STEWARD_ROUTER_STALE_SECONDS", 300)
 
 # Change reasons carry an officer's full comment, not just a hundred characters.
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from compliance import api as compliance_api
 from portfolio import api as portfolio_api
+from portfolio import feed
 from registry import api as registry_api
 
 from . import views
@@ -49,6 +50,10 @@ urlpatterns = [
         portfolio_api.policy_version_export,
         name="policy-current-export",
     ),
+    path("api/v1/policy-sets/<slug:slug>/bundle", feed.bundle, name="feed-bundle"),
+    path("api/v1/policy-sets/<slug:slug>/status", feed.status, name="feed-status"),
+    path("api/v1/trust/root.json", feed.trust_root, name="trust-root"),
+    path("api/v1/trust/<int:version>.root.json", feed.trust_root_version, name="trust-root-version"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # DRF exempts its views from LoginRequiredMiddleware; the docs are a page, so send people to sign in.

@@ -1,0 +1,326 @@
+"""The policy feed routers poll: bundles with strong ETags, status reports, trust roots.
+
+The poll path is built to be cheap: the router token and the current release's ETag come from
+memory (then the shared cache, then the database), a matching ``If-None-Match`` is answered 304
+without touching the ORM, and "last seen" is kept in memory and written to the database in one
+batch at most every ``LAST_SEEN_FLUSH_SECONDS``, never once per poll.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from .models import PolicyRelease, PolicySet, Router, RouterReport, TrustRoot
+
+ROUTER_TOKEN_PREFIX = "swr_"
+TOKEN_MEMORY_SECONDS = 15.0  # a revoked token stops working within this long in every process
+RELEASE_MEMORY_SECONDS = 1.0  # a new release reaches every process within this long
+LAST_SEEN_FLUSH_SECONDS = 30.0
+MAX_STATUS_BYTES = 64 * 1024
+MEMORY_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class RouterIdentity:
+    router_id: int
+    policy_set: str
+
+
+@dataclass(frozen=True)
+class CachedRelease:
+    etag: str
+    version: int
+    body: bytes
+
+
+_MISSING = object()
+_lock = threading.Lock()
+_tokens: dict[str, tuple[float, RouterIdentity | None]] = {}
+_releases: dict[str, tuple[float, CachedRelease | None]] = {}
+_seen: dict[int, float] = {}
+_last_flush = time.monotonic()
+
+
+def hash_router_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_router_token() -> str:
+    return ROUTER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def identify(raw_token: str) -> RouterIdentity | None:
+    """The router a token belongs to (None for unknown or revoked), remembered briefly in memory."""
+    token_hash = hash_router_token(raw_token)
+    now = time.monotonic()
+    remembered = _tokens.get(token_hash)
+    if remembered is not None and remembered[0] > now:
+        return remembered[1]
+    key = f"feed:token:{token_hash}"
+    identity = cache.get(key, _MISSING)
+    if identity is _MISSING:
+        router = (
+            Router.objects.filter(token_hash=token_hash, revoked_at__isnull=True)
+            .values_list("pk", "policy_set__slug")
+            .first()
+        )
+        identity = RouterIdentity(*router) if router else None
+        cache.set(key, identity, 300)
+    with _lock:
+        if len(_tokens) > MEMORY_ENTRIES:
+            _tokens.clear()  # many unknown tokens: someone is guessing; start again rather than grow
+        _tokens[token_hash] = (now + TOKEN_MEMORY_SECONDS, identity)
+    return identity
+
+
+def forget_token(token_hash: str) -> None:
+    cache.delete(f"feed:token:{token_hash}")
+    _tokens.pop(token_hash, None)
+
+
+def _router_from_request(request: HttpRequest) -> RouterIdentity | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return None
+    return identify(raw.strip())
+
+
+def _unauthorised() -> JsonResponse:
+    # The same answer for a missing, unknown or revoked token: it does not say whether a router exists.
+    response = JsonResponse({"detail": "Invalid or missing router token."}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="steward-feed"'
+    return response
+
+
+def _wrong_set(slug: str) -> JsonResponse:
+    return JsonResponse({"detail": f"This router token may not read or report for policy set {slug!r}."}, status=403)
+
+
+# --- releases -----------------------------------------------------------------------------------
+
+
+def current_release(slug: str) -> CachedRelease | None:
+    """The policy set's current signed release, from memory, the shared cache or the database."""
+    now = time.monotonic()
+    remembered = _releases.get(slug)
+    if remembered is not None and remembered[0] > now:
+        return remembered[1]
+    key = f"feed:release:{slug}"
+    release = cache.get(key, _MISSING)
+    if release is _MISSING:
+        row = (
+            PolicyRelease.objects.filter(policy_version__policy_set__slug=slug)
+            .order_by("-policy_version__number")
+            .values_list("sha256", "policy_version__number", "envelope")
+            .first()
+        )
+        release = CachedRelease(f'"{row[0]}"', row[1], bytes(row[2])) if row else None
+        cache.set(key, release, 3600)
+    with _lock:
+        if len(_releases) > MEMORY_ENTRIES:
+            _releases.clear()
+        _releases[slug] = (now + RELEASE_MEMORY_SECONDS, release)
+    return release
+
+
+def forget_release(slug: str) -> None:
+    """Called when a release is published: the next poll reads the new one."""
+    cache.delete(f"feed:release:{slug}")
+    _releases.pop(slug, None)
+
+
+# --- last seen ----------------------------------------------------------------------------------
+
+
+def _saw(router_id: int) -> None:
+    global _last_flush
+    _seen[router_id] = time.time()
+    if time.monotonic() - _last_flush >= LAST_SEEN_FLUSH_SECONDS:
+        flush_last_seen()
+
+
+def flush_last_seen() -> int:
+    """Write the remembered "last seen" times in one batch; returns how many routers were written."""
+    global _last_flush
+    with _lock:
+        seen = dict(_seen)
+        _seen.clear()
+        _last_flush = time.monotonic()
+    if not seen:
+        return 0
+    routers = list(Router.objects.filter(pk__in=seen).only("pk", "last_seen_at"))
+    for router in routers:
+        moment = dt.datetime.fromtimestamp(seen[router.pk], tz=dt.UTC)
+        if router.last_seen_at is None or moment > router.last_seen_at:
+            router.last_seen_at = moment
+    Router.objects.bulk_update(routers, ["last_seen_at"])
+    return len(routers)
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_GET
+def bundle(request: HttpRequest, slug: str) -> HttpResponse:
+    """The current signed bundle of ``slug``: 200 with the envelope bytes, or 304 when unchanged."""
+    identity = _router_from_request(request)
+    if identity is None:
+        return _unauthorised()
+    if identity.policy_set != slug:
+        return _wrong_set(slug)
+    _saw(identity.router_id)
+    release = current_release(slug)
+    if release is None:
+        return JsonResponse({"detail": f"Policy set {slug!r} has no published policy yet."}, status=404)
+    if_none_match = request.headers.get("If-None-Match", "")
+    if release.etag in (tag.strip() for tag in if_none_match.split(",")):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(release.body, content_type="application/vnd.dsse.envelope+json")
+    response["ETag"] = release.etag
+    response["X-Policy-Version"] = str(release.version)
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def status(request: HttpRequest, slug: str) -> HttpResponse:
+    """A router's ACK (applied version N) or NACK (refused a bundle, with the error)."""
+    identity = _router_from_request(request)
+    if identity is None:
+        return _unauthorised()
+    if identity.policy_set != slug:
+        return _wrong_set(slug)
+    if len(request.body) > MAX_STATUS_BYTES:
+        return JsonResponse({"detail": f"A status report may be at most {MAX_STATUS_BYTES} bytes."}, status=413)
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return JsonResponse({"non_field_errors": ["The body must be a JSON object."]}, status=400)
+    errors = _status_errors(body)
+    if errors:
+        return JsonResponse(errors, status=400)
+    state = body["status"].lower()
+    now = timezone.now()
+    with transaction.atomic():
+        router = Router.objects.select_for_update().get(pk=identity.router_id)
+        RouterReport.objects.create(
+            router=router,
+            status=state,
+            version=body.get("version"),
+            trust_version=body.get("trust_version"),
+            error=body.get("error") or "",
+            received_at=now,
+        )
+        router.last_status = state
+        router.last_status_at = now
+        router.last_seen_at = now
+        if body.get("trust_version") is not None:
+            router.trust_version = body["trust_version"]
+        if state == "ack":
+            router.applied_version = body.get("version")
+            router.last_error = ""
+        else:
+            router.last_error = body.get("error") or "no error detail given"
+            router.last_nack_at = now
+            if body.get("version") is not None:
+                router.applied_version = body["version"]
+        router.save()
+    return JsonResponse({"received": state, "router": router.name})
+
+
+def _status_errors(body: object) -> dict[str, list[str]]:
+    if not isinstance(body, dict):
+        return {"non_field_errors": ["The body must be a JSON object."]}
+    errors: dict[str, list[str]] = {}
+    if str(body.get("status", "")).lower() not in ("ack", "nack"):
+        errors["status"] = ["Must be 'ack' or 'nack'."]
+    for field in ("version", "trust_version"):
+        value = body.get(field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            errors[field] = ["Must be a non-negative integer (or null)."]
+    if str(body.get("status", "")).lower() == "ack" and body.get("version") is None:
+        errors["version"] = ["An ACK names the version applied."]
+    error = body.get("error")
+    if error is not None and not isinstance(error, str):
+        errors["error"] = ["Must be a string."]
+    return errors
+
+
+def _root_response(root: TrustRoot | None, request: HttpRequest) -> HttpResponse:
+    if root is None:
+        return JsonResponse({"detail": "No trust root has been published."}, status=404)
+    body = bytes(root.document)
+    etag = f'"{hashlib.sha256(body).hexdigest()}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["X-Trust-Version"] = str(root.version)
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@require_GET
+def trust_root(request: HttpRequest) -> HttpResponse:
+    """The latest trust root (public: it holds only public keys)."""
+    return _root_response(TrustRoot.objects.order_by("-version").first(), request)
+
+
+@require_GET
+def trust_root_version(request: HttpRequest, version: int) -> HttpResponse:
+    """Trust root version N: every version stays published so routers can walk N → N+1."""
+    return _root_response(TrustRoot.objects.filter(version=version).first(), request)
+
+
+def register_router(policy_set: PolicySet, name: str, by, description: str = "") -> tuple[Router, str]:
+    """Register a router for ``policy_set``; returns it with its token, which is shown only once."""
+    if by is not None and not by.has_perm("portfolio.manage_router"):
+        raise PermissionDenied("Only governance officers can register routers.")
+    raw = new_router_token()
+    router = Router(
+        name=name,
+        policy_set=policy_set,
+        token_hash=hash_router_token(raw),
+        token_prefix=raw[:10],
+        description=description,
+        created_by=by,
+    )
+    router.full_clean()
+    router._history_user = by
+    router.save()
+    return router, raw
+
+
+def revoke_router(router: Router, by) -> None:
+    if by is not None and not by.has_perm("portfolio.manage_router"):
+        raise PermissionDenied("Only governance officers can revoke router tokens.")
+    if router.revoked_at is not None:
+        raise ValidationError({"router": [f"{router.name}'s token is already revoked."]})
+    router.revoked_at = timezone.now()
+    router.revoked_by = by
+    router._history_user = by
+    router._change_reason = "token revoked"
+    router.save()
+    transaction.on_commit(lambda: forget_token(router.token_hash))
