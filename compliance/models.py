@@ -20,6 +20,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from audits import events as audit
 from registry.models import ModelVersion, Provider, slug_validator, string_list_validator
 
 REVIEW_CELLS = "compliance.review_matrixcell"
@@ -197,6 +198,17 @@ def _is_region_pattern(pattern: str) -> bool:
     return True
 
 
+AUDITED_CELL_FIELDS = [
+    "decision",
+    "requested_by_id",
+    "decided_by_id",
+    "justification",
+    "expires_at",
+    "suspended_at",
+    "suspension_reason",
+]
+
+
 class CellDecision(models.TextChoices):
     REQUESTED = "requested", "Requested"
     APPROVED = "approved", "Approved"
@@ -345,15 +357,25 @@ class MatrixCell(models.Model):
             raise ValidationError({field: [f"A {field} is required to {action} a cell."]})
 
     def _record(self, by, reason: str, **changes) -> None:
-        """Apply ``changes`` under a row lock, with who and why in the cell's history."""
+        """Apply ``changes`` under a row lock, with who and why in the cell's history and the audit trail."""
+        action, _, comment = reason.partition(": ")
         with transaction.atomic():
             if self.pk:
                 MatrixCell.objects.select_for_update().filter(pk=self.pk).first()
+            before = audit.snapshot(self, AUDITED_CELL_FIELDS) if self.pk else None
             for field, value in changes.items():
                 setattr(self, field, value)
             self._history_user = by
             self._change_reason = reason
             self.save()
+            audit.record(
+                f"matrix_cell.{action}",
+                actor=by,
+                obj=self,
+                before=before,
+                after=audit.snapshot(self, AUDITED_CELL_FIELDS),
+                comment=comment,
+            )
 
 
 class AlertKind(models.TextChoices):

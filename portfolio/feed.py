@@ -24,6 +24,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from audits import events as audit
+
 from .models import PolicyRelease, PolicySet, Router, RouterReport, TrustRoot
 
 ROUTER_TOKEN_PREFIX = "swr_"
@@ -309,7 +311,14 @@ def register_router(policy_set: PolicySet, name: str, by, description: str = "")
     )
     router.full_clean()
     router._history_user = by
-    router.save()
+    with transaction.atomic():
+        router.save()
+        audit.record(
+            "router.token_issue",
+            actor=by,
+            obj=router,
+            after={"policy_set": policy_set.slug, "token_prefix": router.token_prefix},
+        )
     return router, raw
 
 
@@ -322,5 +331,7 @@ def revoke_router(router: Router, by) -> None:
     router.revoked_by = by
     router._history_user = by
     router._change_reason = "token revoked"
-    router.save()
+    with transaction.atomic():
+        router.save()
+        audit.record("router.token_revoke", actor=by, obj=router, before={"active": True}, after={"active": False})
     transaction.on_commit(lambda: forget_token(router.token_hash))

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from audits import events as audit
 from compliance.models import DataClassification
 from registry.models import slug_validator
 
@@ -267,6 +268,17 @@ class ChangeRequest(models.Model):
             self._history_user = by
             self._change_reason = f"revision {number}" + (f" (dismissed {dismissed} approvals)" if dismissed else "")
             self.save()
+            audit.record(
+                "change_request.revise",
+                actor=by,
+                obj=self,
+                after={
+                    "revision": number,
+                    "errors": len(revision.errors),
+                    "dismissed_approvals": dismissed,
+                    "base_version": self.base_version.number if self.base_version else None,
+                },
+            )
         return revision
 
     def submit(self, by) -> None:
@@ -293,11 +305,21 @@ class ChangeRequest(models.Model):
         self._set_status(ChangeStatus.WITHDRAWN, by, f"withdrawn: {comment}".rstrip(": "))
 
     def _set_status(self, status: str, by, reason: str) -> None:
+        before = self.status
         self.status = status
         self.updated_at = timezone.now()
         self._history_user = by
         self._change_reason = reason
-        self.save()
+        with transaction.atomic():
+            self.save()
+            audit.record(
+                f"change_request.{status}",
+                actor=by,
+                obj=self,
+                before={"status": before},
+                after={"status": status},
+                comment=reason,
+            )
 
     # --- reviews -------------------------------------------------------------------------------
 
@@ -338,6 +360,13 @@ class ChangeRequest(models.Model):
                 raise ValidationError({"decision": [f"{by.get_username()} has already approved this revision."]})
             review = Review.objects.create(
                 change_request=self, revision=revision, reviewer=by, decision=decision, comment=comment
+            )
+            audit.record(
+                f"change_request.review.{decision}",
+                actor=by,
+                obj=self,
+                after={"revision": revision.number if revision else None, "decision": decision},
+                comment=comment,
             )
             if decision == ReviewDecision.REJECT:
                 locked._set_status(ChangeStatus.REJECTED, by, f"rejected by {by.get_username()}: {comment}")

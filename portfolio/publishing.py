@@ -6,6 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audits import events as audit
+
 from .models import PUBLISH_CHANGES, ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from .policy import normalise
 from .signing import sign_release
@@ -68,7 +70,19 @@ def publish(change_request: ChangeRequest, by) -> PolicyVersion:
             published_by=by,
             published_at=timezone.now(),
         )
-        sign_release(version)
+        release = sign_release(version)
+        audit.record(
+            "policy.publish",
+            actor=by,
+            obj=version,
+            after={
+                "policy_set": policy_set.slug,
+                "version": version.number,
+                "change_request": locked.pk,
+                "approvers": version.approvers,
+                "sha256": release.sha256,
+            },
+        )
         locked.status = ChangeStatus.PUBLISHED
         locked.updated_at = timezone.now()
         locked._history_user = by
@@ -109,6 +123,12 @@ def start_change(policy_set: PolicySet, by, title: str, rationale: str, document
         )
         change_request._history_user = by
         change_request.save()
+        audit.record(
+            "change_request.create",
+            actor=by,
+            obj=change_request,
+            after={"policy_set": policy_set.slug, "title": change_request.title},
+        )
         text = document if document is not None else (current.document if current else "default: deny\nroutes: []\n")
         change_request.add_revision(by, text)
     return change_request

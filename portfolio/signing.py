@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audits import events as audit
 from steward_client.canonical import canonical_json
 from steward_client.dsse import POLICY_PAYLOAD_TYPE, keyid_for, raw_public_key, sign_envelope
 from steward_client.verify import ROOT_TYPE, SPEC_VERSION
@@ -58,12 +59,14 @@ def create_key(role: str) -> SigningKey:
     private = Ed25519PrivateKey.generate()
     public_raw = raw_public_key(private.public_key())
     raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    return SigningKey.objects.create(
+    key = SigningKey.objects.create(
         role=role,
         keyid=keyid_for(public_raw),
         public_key=public_raw.hex(),
         private_key_encrypted=_fernet().encrypt(raw_private),
     )
+    audit.record("signing_key.create", obj=key, after={"role": role, "keyid": key.keyid})
+    return key
 
 
 def private_key(key: SigningKey) -> Ed25519PrivateKey:
@@ -119,9 +122,21 @@ def publish_root(reason: str, now: dt.datetime | None = None) -> TrustRoot:
         signers = SigningKey.objects.filter(keyid__in=signer_ids).order_by("keyid")
         signatures = [{"keyid": key.keyid, "sig": _b64(private_key(key).sign(message))} for key in signers]
         document = canonical_json({"signed": signed, "signatures": signatures})
-        return TrustRoot.objects.create(
+        root = TrustRoot.objects.create(
             version=version, document=document, expires=expires, created_at=now, reason=reason
         )
+        audit.record(
+            "trust_root.publish",
+            obj=root,
+            comment=reason,
+            after={
+                "version": version,
+                "root_keys": signed["roles"]["root"]["keyids"],
+                "policy_keys": signed["roles"]["policy"]["keyids"],
+                "signed_by": sorted(signer_ids),
+            },
+        )
+        return root
 
 
 def _b64(data: bytes) -> str:
@@ -156,6 +171,7 @@ def rotate(role: str) -> tuple[SigningKey, TrustRoot]:
             key.status = KeyStatus.RETIRED if role == KeyRole.ROOT else KeyStatus.RETIRING
             key.retired_at = timezone.now() if role == KeyRole.ROOT else None
             key.save(update_fields=["status", "retired_at"])
+            audit.record("signing_key.rotate_out", obj=key, after={"status": key.status, "replaced_by": new.keyid})
         root = publish_root(f"{role} key rotated to {new.keyid[:12]}")
     return new, root
 
@@ -320,7 +336,18 @@ def resign(policy_set: PolicySet, now: dt.datetime | None = None) -> PolicyVersi
             published_by=None,
             published_at=now,
         )
-        sign_release(version, now)
+        release = sign_release(version, now)
+        audit.record(
+            "policy.re-sign",
+            obj=version,
+            after={
+                "policy_set": locked.slug,
+                "version": version.number,
+                "source_version": current.number,
+                "expires": release.expires,
+                "sha256": release.sha256,
+            },
+        )
     return version
 
 

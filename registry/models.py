@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from audits import events as audit
 from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
 
 slug_validator = RegexValidator(
@@ -266,6 +267,27 @@ class ModelVersion(models.Model):
                 actor=by,
                 comment=fields.get("notes", ""),
             )
+            audit.record(
+                "model_version.propose",
+                actor=by,
+                obj=version,
+                after=audit.snapshot(
+                    version,
+                    [
+                        "ref",
+                        "region",
+                        "endpoint_kind",
+                        "base_url",
+                        "provider_model_id",
+                        "api_key_env",
+                        "input_price_micro_usd",
+                        "output_price_micro_usd",
+                        "cost_tier",
+                        "status",
+                    ],
+                ),
+                comment=fields.get("notes", ""),
+            )
         return version
 
     def allowed_actions(self) -> list[str]:
@@ -310,12 +332,20 @@ class ModelVersion(models.Model):
             current._change_reason = f"{action}: {comment}"
             current._history_user = by
             current.save(update_fields=["status", "status_changed_at"])
-            record = VersionTransition.objects.create(
+            step = VersionTransition.objects.create(
                 version=current, action=action, from_status=before, to_status=target, actor=by, comment=comment
+            )
+            audit.record(
+                f"model_version.{action}",
+                actor=by,
+                obj=current,
+                before={"status": before},
+                after={"status": target},
+                comment=comment,
             )
         self.status = current.status
         self.status_changed_at = current.status_changed_at
-        return record
+        return step
 
     def approve(self, by, comment: str) -> VersionTransition:
         return self.transition("approve", by, comment)

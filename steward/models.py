@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 TOKEN_PREFIX = "stw_"
@@ -37,8 +37,12 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, user, name: str) -> tuple[ApiToken, str]:
         """Create a token for ``user``; returns the row and the raw token, which is never stored."""
+        from audits.events import record
+
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=raw[:12], token_hash=hash_token(raw))
+        with transaction.atomic():
+            token = cls.objects.create(user=user, name=name, prefix=raw[:12], token_hash=hash_token(raw))
+            record("api_token.issue", actor=user, obj=token, after={"name": name, "prefix": token.prefix})
         return token, raw
 
     @classmethod
@@ -61,7 +65,11 @@ class ApiToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
-    def revoke(self) -> None:
+    def revoke(self, by=None) -> None:
+        from audits.events import record
+
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
+            with transaction.atomic():
+                self.save(update_fields=["revoked_at"])
+                record("api_token.revoke", actor=by or self.user, obj=self, after={"revoked": True})

@@ -107,6 +107,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "steward.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "steward.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -10,13 +10,14 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from compliance.alerts import open_alerts
+from portfolio.models import PUBLISH_CHANGES, REVIEW_CHANGES, ChangeRequest, ChangeStatus, Review, ReviewDecision
 from registry.models import ModelVersion, Status, VersionTransition
 
 from .charts import STATUS_COLOURS, bar_chart
@@ -46,6 +47,23 @@ def _versions_by_provider_chart() -> str:
     return bar_chart(providers, series, "Model versions by provider and status", colours=colours)
 
 
+def change_requests_awaiting(user) -> QuerySet[ChangeRequest]:
+    """Change requests in review that ``user`` (an officer) did not write and has not approved in
+    their latest revision (a new revision dismisses approvals, so those come back)."""
+    if not user.has_perm(REVIEW_CHANGES):
+        return ChangeRequest.objects.none()
+    approved = Review.objects.filter(
+        change_request=OuterRef("pk"), reviewer=user, decision=ReviewDecision.APPROVE, dismissed_at__isnull=True
+    )
+    return (
+        ChangeRequest.objects.filter(status=ChangeStatus.IN_REVIEW)
+        .exclude(author=user)
+        .filter(~Exists(approved))
+        .select_related("policy_set", "author")
+        .order_by("updated_at")
+    )
+
+
 @permission_required("registry.view_modelversion", raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
     by_status = dict(ModelVersion.objects.values_list("status").annotate(n=Count("id")).order_by())
@@ -53,12 +71,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     pending = []
     if request.user.has_perm(REVIEW_VERSIONS):
         pending = list(ModelVersion.objects.with_related().awaiting_review_by(request.user).order_by("proposed_at"))
+    pending_changes = list(change_requests_awaiting(request.user))
     recent = VersionTransition.objects.select_related("version", "actor").order_by("-at", "-pk")[:12]
     context = {
         "alerts": open_alerts() if request.user.has_perm("compliance.view_compliancealert") else [],
         "status_counts": status_counts,
         "total_versions": sum(by_status.values()),
         "pending": pending,
+        "pending_changes": pending_changes,
+        "awaiting_count": len(pending) + len(pending_changes),
         "recent": recent,
         "chart": _versions_by_provider_chart(),
     }
@@ -67,11 +88,21 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @permission_required(REVIEW_VERSIONS, raise_exception=True)
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    """What awaits the signed-in officer; their own proposals are listed apart, for another officer."""
+    """What awaits the signed-in officer: model versions and routing change requests. Their own
+    proposals are listed apart, for another officer; approved change requests wait for a publisher."""
     proposed = ModelVersion.objects.with_related().filter(status=Status.PROPOSED).order_by("proposed_at")
     mine = [v for v in proposed if v.proposed_by_id == request.user.pk]
     others = [v for v in proposed if v.proposed_by_id != request.user.pk]
-    return render(request, "approvals.html", {"pending": others, "own": mine})
+    ready = []
+    if request.user.has_perm(PUBLISH_CHANGES):
+        ready = ChangeRequest.objects.filter(status=ChangeStatus.APPROVED).select_related("policy_set", "author")
+    context = {
+        "pending": others,
+        "own": mine,
+        "pending_changes": change_requests_awaiting(request.user),
+        "ready_to_publish": ready,
+    }
+    return render(request, "approvals.html", context)
 
 
 class TokenForm(forms.Form):
@@ -95,7 +126,7 @@ def profile(request: HttpRequest) -> HttpResponse:
 @require_POST
 def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    token.revoke()
+    token.revoke(by=request.user)
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("profile")
 
