@@ -7,6 +7,7 @@ queries (the matrix page, policy validation, decision-record checks). Both run t
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
@@ -151,6 +152,15 @@ class Matrix:
         self._eligibility: dict[tuple, list[str]] = {}
         self._overridden = {version_id for version_id, _ in self.version_holdings}
         self._status_words = {status.value: status.label.lower() for status in Status}
+
+    def at_time(self, at: dt.datetime) -> Matrix:
+        """The same loaded matrix asked about another moment (decision records span many)."""
+        other = copy.copy(self)
+        other.at = at
+        other.day = at.astimezone(dt.UTC).date()
+        other._certification_reasons = {}
+        other._eligibility = {}
+        return other
 
     # --- eligibility ---------------------------------------------------------------------------
 

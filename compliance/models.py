@@ -171,6 +171,9 @@ class DataClassification(models.Model):
         help_text="Region codes or patterns (eu-*); empty means any region.",
     )
     storage = models.CharField(max_length=10, choices=StorageRule.choices, default=StorageRule.CONTENT)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days decision records keep their content; empty keeps it."
+    )
     history = HistoricalRecords(m2m_fields=[required_certifications])
 
     class Meta:

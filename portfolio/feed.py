@@ -97,7 +97,7 @@ def forget_token(token_hash: str) -> None:
     _tokens.pop(token_hash, None)
 
 
-def _router_from_request(request: HttpRequest) -> RouterIdentity | None:
+def router_from_request(request: HttpRequest) -> RouterIdentity | None:
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -105,7 +105,7 @@ def _router_from_request(request: HttpRequest) -> RouterIdentity | None:
     return identify(raw.strip())
 
 
-def _unauthorised() -> JsonResponse:
+def unauthorised() -> JsonResponse:
     # The same answer for a missing, unknown or revoked token: it does not say whether a router exists.
     response = JsonResponse({"detail": "Invalid or missing router token."}, status=401)
     response["WWW-Authenticate"] = 'Bearer realm="steward-feed"'
@@ -184,9 +184,9 @@ def flush_last_seen() -> int:
 @require_GET
 def bundle(request: HttpRequest, slug: str) -> HttpResponse:
     """The current signed bundle of ``slug``: 200 with the envelope bytes, or 304 when unchanged."""
-    identity = _router_from_request(request)
+    identity = router_from_request(request)
     if identity is None:
-        return _unauthorised()
+        return unauthorised()
     if identity.policy_set != slug:
         return _wrong_set(slug)
     _saw(identity.router_id)
@@ -208,9 +208,9 @@ def bundle(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def status(request: HttpRequest, slug: str) -> HttpResponse:
     """A router's ACK (applied version N) or NACK (refused a bundle, with the error)."""
-    identity = _router_from_request(request)
+    identity = router_from_request(request)
     if identity is None:
-        return _unauthorised()
+        return unauthorised()
     if identity.policy_set != slug:
         return _wrong_set(slug)
     if len(request.body) > MAX_STATUS_BYTES:

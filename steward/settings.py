@@ -231,6 +231,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "compliance-alerts": {"task": "compliance.record_alerts", "schedule": 24 * 3600},
     "resign-policies": {"task": "portfolio.resign_due", "schedule": 3600},
     "finish-policy-rotation": {"task": "portfolio.finish_policy_rotation", "schedule": 600},
+    "escalation-rates": {"task": "audits.check_escalation_rates", "schedule": 900},
+    "decision-retention": {"task": "audits.remove_expired_content", "schedule": 24 * 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

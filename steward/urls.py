@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from audits import api as audits_api
 from compliance import api as compliance_api
 from portfolio import api as portfolio_api
 from portfolio import feed
@@ -52,6 +53,7 @@ urlpatterns = [
     ),
     path("api/v1/policy-sets/<slug:slug>/bundle", feed.bundle, name="feed-bundle"),
     path("api/v1/policy-sets/<slug:slug>/status", feed.status, name="feed-status"),
+    path("api/v1/decisions", audits_api.decisions, name="decisions"),
     path("api/v1/trust/root.json", feed.trust_root, name="trust-root"),
     path("api/v1/trust/<int:version>.root.json", feed.trust_root_version, name="trust-root-version"),
     path("api/v1/", include(router.urls)),

@@ -1,0 +1,399 @@
+"""Ingesting routers' decision records, finding violations, enforcing retention.
+
+A batch is validated record by record: good records are stored (content or only its digest,
+by the classification's storage rule), bad ones are answered with their errors, repeats of a
+request id from the same router are accepted once. Every stored record is checked against the
+policy version it names and the compliance matrix at the time it occurred.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from compliance.matrix import Matrix
+from compliance.models import DataClassification, StorageRule
+from portfolio.models import PolicyRelease, PolicyVersion, Router
+from registry.models import ModelVersion
+
+from .events import record as audit_record
+from .models import DecisionRecord, Violation, ViolationKind
+
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_CONTENT_CHARS = 1_000_000
+INT_FIELDS = ("latency_ms", "input_tokens", "output_tokens", "cost_micro_usd")
+STRING_FIELDS = ("task", "classification", "model")
+
+
+class ForeignPolicySet(Exception):
+    """A batch names a policy set other than the router's own."""
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    violations: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": len(self.errors),
+            "violations": self.violations,
+            "errors": self.errors,
+        }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_record(raw: Any) -> tuple[dict | None, dict[str, list[str]]]:
+    """A clean record, or the errors by field."""
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": ["Each record must be a JSON object."]}
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    request_id = raw.get("request_id")
+    if not isinstance(request_id, str) or not request_id.strip() or len(request_id) > 128:
+        errors["request_id"] = ["Required: a non-empty string of at most 128 characters."]
+    else:
+        clean["request_id"] = request_id.strip()
+    occurred = raw.get("occurred_at")
+    parsed = parse_datetime(occurred) if isinstance(occurred, str) else None
+    if parsed is None or parsed.tzinfo is None:
+        errors["occurred_at"] = ["Required: an RFC 3339 time with a time zone, e.g. 2026-11-28T12:00:00Z."]
+    else:
+        clean["occurred_at"] = parsed
+    for name in STRING_FIELDS:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            errors[name] = ["Required: a non-empty string."]
+        else:
+            clean[name] = value.strip()
+    version = raw.get("policy_version")
+    if not _is_int(version) or version < 1:
+        errors["policy_version"] = ["Required: the policy version number (an integer of at least 1)."]
+    else:
+        clean["policy_version"] = version
+    for name in ("fallback_used", "escalated"):
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            errors[name] = ["Must be true or false."]
+        else:
+            clean[name] = value
+    for name in INT_FIELDS:
+        value = raw.get(name)
+        if not _is_int(value) or value < 0 or value > 2**62:
+            errors[name] = ["Required: a non-negative integer."]
+        else:
+            clean[name] = value
+    for name in ("input", "output"):
+        value = raw.get(name, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            errors[name] = ["Must be a string."]
+        elif len(value) > MAX_CONTENT_CHARS:
+            errors[name] = [f"At most {MAX_CONTENT_CHARS} characters."]
+        else:
+            clean[name] = value
+    if "policy_set" in raw and not isinstance(raw["policy_set"], str):
+        errors["policy_set"] = ["Must be a string."]
+    return (None, errors) if errors else (clean, {})
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else ""
+
+
+class PolicyBook:
+    """The policy versions, releases, models and matrix a batch refers to, loaded once."""
+
+    def __init__(self, policy_set: str, records: list[dict]) -> None:
+        numbers = {r["policy_version"] for r in records}
+        self.versions = {
+            v.number: v
+            for v in PolicyVersion.objects.filter(policy_set__slug=policy_set, number__in=numbers).select_related(
+                "release"
+            )
+        }
+        refs = {r["model"] for r in records}
+        self.models = {v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs)}
+        slugs = {r["classification"] for r in records}
+        self.classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
+        self.matrix = Matrix(self.models.values(), self.classifications.values())
+        self._allowed: dict[tuple[int, str, str], set[str] | None] = {}
+
+    def allowed(self, version: PolicyVersion, task: str, classification: str) -> set[str] | None:
+        """Models the version allows for the route (primary, fallbacks, escalation); None without a route."""
+        key = (version.number, task, classification)
+        if key not in self._allowed:
+            route = next(
+                (r for r in version.spec["routes"] if r["task"] == task and r["classification"] == classification),
+                None,
+            )
+            if route is None:
+                self._allowed[key] = None
+            else:
+                escalation = [route["escalation"]["to"]] if route.get("escalation") else []
+                self._allowed[key] = {route["model"], *route["fallbacks"], *escalation}
+        return self._allowed[key]
+
+    def violations(self, decision: DecisionRecord) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        version = self.versions.get(decision.policy_version)
+        if version is None:
+            found.append(
+                (ViolationKind.UNKNOWN_POLICY, f"{decision.policy_set} v{decision.policy_version} was never published")
+            )
+        else:
+            release: PolicyRelease | None = getattr(version, "release", None)
+            if release is not None and decision.occurred_at > release.expires:
+                found.append(
+                    (
+                        ViolationKind.EXPIRED_POLICY,
+                        f"{decision.policy_set} v{decision.policy_version} expired at {release.expires:%Y-%m-%d %H:%M} "
+                        f"UTC, before the decision at {decision.occurred_at:%Y-%m-%d %H:%M} UTC",
+                    )
+                )
+            allowed = self.allowed(version, decision.task, decision.classification)
+            if allowed is None:
+                found.append(
+                    (
+                        ViolationKind.MODEL_NOT_ALLOWED,
+                        f"v{version.number} has no route for {decision.task} / {decision.classification} "
+                        "(default deny)",
+                    )
+                )
+            elif decision.model not in allowed:
+                found.append(
+                    (
+                        ViolationKind.MODEL_NOT_ALLOWED,
+                        f"v{version.number} allows {', '.join(sorted(allowed))} for {decision.task} / "
+                        f"{decision.classification}, not {decision.model}",
+                    )
+                )
+        model = self.models.get(decision.model)
+        classification = self.classifications.get(decision.classification)
+        if model is None:
+            found.append((ViolationKind.NOT_USABLE, f"{decision.model} is not in the registry"))
+        elif classification is None:
+            found.append((ViolationKind.NOT_USABLE, f"unknown data classification {decision.classification!r}"))
+        else:
+            verdict = self.matrix.at_time(decision.occurred_at).verdict(model, classification)
+            if not verdict.usable:
+                found.append(
+                    (
+                        ViolationKind.NOT_USABLE,
+                        f"{decision.model} may not process {decision.classification} at "
+                        f"{decision.occurred_at:%Y-%m-%d %H:%M} UTC: {'; '.join(verdict.reasons)}",
+                    )
+                )
+        return found
+
+
+def ingest(router: Router, records: Any) -> IngestResult:
+    """Store a batch of decision records from ``router``; see the module docstring."""
+    result = IngestResult()
+    policy_set = router.policy_set.slug
+    clean: list[tuple[int, dict]] = []
+    for index, raw in enumerate(records):
+        if isinstance(raw, dict) and isinstance(raw.get("policy_set"), str) and raw["policy_set"] != policy_set:
+            raise ForeignPolicySet(raw["policy_set"])
+        record, errors = validate_record(raw)
+        if errors:
+            request_id = raw.get("request_id") if isinstance(raw, dict) else None
+            result.errors.append({"index": index, "request_id": request_id, "errors": errors})
+        else:
+            clean.append((index, record))
+    # Repeats within the batch count once.
+    unique: dict[str, dict] = {}
+    for _, record in clean:
+        if record["request_id"] in unique:
+            result.duplicates += 1
+        else:
+            unique[record["request_id"]] = record
+    if not unique:
+        return result
+    for attempt in range(2):
+        try:
+            _store(router, policy_set, unique, result)
+            break
+        except IntegrityError:
+            # The same batch arrived twice at the same moment: read what the other stored, try again.
+            if attempt:
+                raise
+    return result
+
+
+def _store(router: Router, policy_set: str, unique: dict[str, dict], result: IngestResult) -> None:
+    with transaction.atomic():
+        existing = set(
+            DecisionRecord.objects.filter(router=router, request_id__in=list(unique)).values_list(
+                "request_id", flat=True
+            )
+        )
+        fresh = [record for request_id, record in unique.items() if request_id not in existing]
+        duplicates = len(unique) - len(fresh)
+        book = PolicyBook(policy_set, fresh) if fresh else None
+        decisions: list[DecisionRecord] = []
+        found: list[list[tuple[str, str]]] = []
+        for record in fresh:
+            classification = book.classifications.get(record["classification"])
+            # Unknown classifications keep only digests: the safe default for data nobody has classified.
+            keep = classification is not None and classification.storage == StorageRule.CONTENT
+            model = book.models.get(record["model"])
+            decision = DecisionRecord(
+                router=router,
+                policy_set=policy_set,
+                request_id=record["request_id"],
+                occurred_at=record["occurred_at"],
+                task=record["task"],
+                classification=record["classification"],
+                model=record["model"],
+                provider=model.model.provider.slug if model else record["model"].split("/", 1)[0][:50],
+                tier=model.cost_tier if model else "",
+                policy_version=record["policy_version"],
+                fallback_used=record["fallback_used"],
+                escalated=record["escalated"],
+                latency_ms=record["latency_ms"],
+                input_tokens=record["input_tokens"],
+                output_tokens=record["output_tokens"],
+                cost_micro_usd=record["cost_micro_usd"],
+                input_content=record["input"] if keep else "",
+                output_content=record["output"] if keep else "",
+                input_sha256=_digest(record["input"]),
+                output_sha256=_digest(record["output"]),
+                content_stored=keep,
+            )
+            problems = book.violations(decision)
+            decision.has_violation = bool(problems)
+            decisions.append(decision)
+            found.append(problems)
+        DecisionRecord.objects.bulk_create(decisions, batch_size=500)
+        violations = [
+            Violation(
+                kind=kind,
+                decision=decision,
+                policy_set=policy_set,
+                task=decision.task,
+                classification=decision.classification,
+                detail=detail,
+            )
+            for decision, problems in zip(decisions, found, strict=True)
+            for kind, detail in problems
+        ]
+        Violation.objects.bulk_create(violations, batch_size=500)
+    result.accepted += len(decisions)
+    result.duplicates += duplicates
+    result.violations += len(violations)
+
+
+# --- scheduled checks ---------------------------------------------------------------------------
+
+ESCALATION_WINDOW = dt.timedelta(hours=1)
+ESCALATION_MIN_DECISIONS = 20
+
+
+def check_escalation_rates(now: dt.datetime | None = None, window: dt.timedelta = ESCALATION_WINDOW) -> int:
+    """Record a violation for each route whose escalation rate over the window exceeds its cap."""
+    now = now or timezone.now()
+    start = now - window
+    counts: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0])
+    rows = (
+        DecisionRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=now)
+        .values_list("policy_set", "task", "classification", "policy_version", "escalated")
+        .iterator(chunk_size=5000)
+    )
+    for policy_set, task, classification, version, escalated in rows:
+        bucket = counts[(policy_set, task, classification, version)]
+        bucket[0] += 1
+        bucket[1] += escalated
+    versions = {
+        (v.policy_set.slug, v.number): v
+        for v in PolicyVersion.objects.select_related("policy_set").filter(
+            number__in={key[3] for key in counts}, policy_set__slug__in={key[0] for key in counts}
+        )
+    }
+    totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 10_001])
+    for (policy_set, task, classification, number), (total, escalated) in counts.items():
+        version = versions.get((policy_set, number))
+        route = next(
+            (
+                r
+                for r in (version.spec["routes"] if version else [])
+                if r["task"] == task and r["classification"] == classification and r.get("escalation")
+            ),
+            None,
+        )
+        if route is None:
+            continue
+        bucket = totals[(policy_set, task, classification)]
+        bucket[0] += total
+        bucket[1] += escalated
+        bucket[2] = min(bucket[2], route["escalation"]["max_rate_bp"])
+    created = 0
+    for (policy_set, task, classification), (total, escalated, cap) in totals.items():
+        if total < ESCALATION_MIN_DECISIONS:
+            continue
+        rate = escalated * 10_000 // total
+        if rate <= cap:
+            continue
+        already = Violation.objects.filter(
+            kind=ViolationKind.ESCALATION_RATE,
+            policy_set=policy_set,
+            task=task,
+            classification=classification,
+            window_end__gt=start,
+        ).exists()
+        if already:
+            continue
+        Violation.objects.create(
+            kind=ViolationKind.ESCALATION_RATE,
+            policy_set=policy_set,
+            task=task,
+            classification=classification,
+            detail=(
+                f"{task} / {classification} escalated {escalated} of {total} decisions ({rate} bp) over "
+                f"{window}, above the cap of {cap} bp"
+            ),
+            window_start=start,
+            window_end=now,
+            detected_at=now,
+        )
+        created += 1
+    return created
+
+
+def remove_expired_content(now: dt.datetime | None = None) -> dict[str, int]:
+    """Blank the content of decision records older than their classification's retention; keep digests."""
+    now = now or timezone.now()
+    removed: dict[str, int] = {}
+    for classification in DataClassification.objects.filter(retention_days__isnull=False):
+        cutoff = now - dt.timedelta(days=classification.retention_days)
+        count = DecisionRecord.objects.filter(
+            classification=classification.slug,
+            occurred_at__lt=cutoff,
+            content_stored=True,
+            content_removed_at__isnull=True,
+        ).update(input_content="", output_content="", content_stored=False, content_removed_at=now)
+        if count:
+            removed[classification.slug] = count
+    audit_record(
+        "decisions.retention",
+        object_type="audits.decisionrecord",
+        object_repr="decision record content",
+        after={"removed": removed, "at": now},
+    )
+    return removed
