@@ -39,6 +39,7 @@ urlpatterns = [
     path("registry/", include("registry.urls")),
     path("compliance/", include("compliance.urls")),
     path("policies/", include("portfolio.urls")),
+    path("audit/", include("audits.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/compliance/check", compliance_api.compliance_check, name="compliance-check"),
     re_path(
