@@ -13,6 +13,8 @@ from .matrix import Matrix
 from .models import AlertKind, CellDecision, CertificationHolding, ComplianceAlert, DataClassification, MatrixCell
 
 EXPIRY_WARNING_DAYS = 30
+# The kinds this sweep opens and resolves; others (failed evaluations) are resolved by people.
+SWEPT_KINDS = (AlertKind.CERTIFICATION_EXPIRING, AlertKind.CERTIFICATION_EXPIRED, AlertKind.CELL_UNUSABLE)
 
 
 def record_alerts(at: dt.datetime | None = None) -> dict[str, int]:
@@ -65,7 +67,7 @@ def record_alerts(at: dt.datetime | None = None) -> dict[str, int]:
     with transaction.atomic():
         open_alerts = {
             (a.kind, "holding" if a.holding_id else "cell", a.holding_id or a.cell_id): a
-            for a in ComplianceAlert.objects.select_for_update().filter(resolved_at__isnull=True)
+            for a in ComplianceAlert.objects.select_for_update().filter(resolved_at__isnull=True, kind__in=SWEPT_KINDS)
         }
         for key, message in wanted.items():
             if key in open_alerts:

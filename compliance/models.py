@@ -171,6 +171,13 @@ class DataClassification(models.Model):
         help_text="Region codes or patterns (eu-*); empty means any region.",
     )
     storage = models.CharField(max_length=10, choices=StorageRule.choices, default=StorageRule.CONTENT)
+    required_evaluation_categories = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[string_list_validator],
+        help_text="Evaluation categories (accuracy, bias, safety, compliance) a version must pass to be approved "
+        "for this classification.",
+    )
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Days decision records keep their content; empty keeps it."
     )
@@ -308,6 +315,13 @@ class MatrixCell(models.Model):
         reasons = eligibility_reasons(self.model_version, self.classification, now)
         if reasons:
             raise ValidationError({"eligibility": [f"{self} is not eligible: {'; '.join(reasons)}."]})
+        from registry.evaluation.gates import gate_failures
+
+        failing = gate_failures(self.model_version, self.classification.required_evaluation_categories)
+        if failing:
+            raise ValidationError(
+                {"gates": [f"{self.classification.slug} requires passing evaluations: {'; '.join(failing)}."]}
+            )
         self._record(
             by,
             f"approve: {justification.strip()}",
@@ -344,6 +358,14 @@ class MatrixCell(models.Model):
             suspended_at=timezone.now(),
             suspended_by=by,
             suspension_reason=reason.strip(),
+        )
+
+    def suspend_by_system(self, reason: str) -> None:
+        """Suspension by Steward itself (a failing scheduled evaluation), recorded without a person."""
+        if self.is_suspended:
+            return
+        self._record(
+            None, f"suspend: {reason}", suspended_at=timezone.now(), suspended_by=None, suspension_reason=reason
         )
 
     def resume(self, by, reason: str) -> None:
@@ -385,6 +407,7 @@ class AlertKind(models.TextChoices):
     CERTIFICATION_EXPIRING = "certification-expiring", "Certification expiring"
     CERTIFICATION_EXPIRED = "certification-expired", "Certification expired"
     CELL_UNUSABLE = "cell-unusable", "Approved cell became unusable"
+    EVALUATION_FAILED = "evaluation-failed", "Scheduled evaluation failed"
 
 
 class ComplianceAlert(models.Model):

@@ -87,6 +87,10 @@ class PolicySet(models.Model):
         default=False, help_text="Every route's fallbacks must include a model from another provider."
     )
     auto_publish = models.BooleanField(default=False, help_text="Publish as soon as the last approval arrives.")
+    suspend_cells_on_failed_evaluation = models.BooleanField(
+        default=False,
+        help_text="When a scheduled evaluation of a model this set routes to fails, suspend its matrix cells.",
+    )
     policy_lifetime_days = models.PositiveSmallIntegerField(
         default=7,
         validators=[MinValueValidator(1), MaxValueValidator(365)],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -288,6 +288,10 @@ class ModelVersion(models.Model):
                 ),
                 comment=fields.get("notes", ""),
             )
+            if settings.STEWARD_EVALUATE_ON_PROPOSAL:
+                from .evaluation.runs import start_runs_for_proposal
+
+                transaction.on_commit(lambda: start_runs_for_proposal(version))
         return version
 
     def allowed_actions(self) -> list[str]:
@@ -316,6 +320,12 @@ class ModelVersion(models.Model):
                     f"{by.get_username()} proposed {current.ref} and cannot {action} it; another officer must decide."
                 )
             target = ACTIONS[action]
+            if action == "approve" and current.status == Status.PROPOSED:
+                from .evaluation.gates import gate_failures, version_approval_gates
+
+                failing = gate_failures(current, version_approval_gates())
+                if failing:
+                    raise ValidationError({"gates": [f"Approval requires passing evaluations: {'; '.join(failing)}."]})
             if target not in TRANSITIONS[current.status]:
                 allowed = ", ".join(current.allowed_actions()) or "none (it is final)"
                 raise ValidationError(
@@ -382,3 +392,185 @@ class VersionTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version.ref}: {self.action} by {self.actor} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# --- evaluations --------------------------------------------------------------------------------
+
+
+class SuiteCategory(models.TextChoices):
+    ACCURACY = "accuracy", "Accuracy"
+    BIAS = "bias", "Bias"
+    SAFETY = "safety", "Safety"
+    COMPLIANCE = "compliance", "Compliance"
+
+
+class EvaluationSuite(models.Model):
+    """A set of cases that measures one quality of a model on one of the organisation's tasks.
+
+    Scores are basis points (0–10000); a run passes when its score reaches ``pass_threshold_bp``.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.CharField(max_length=80, unique=True, validators=[slug_validator])
+    category = models.CharField(max_length=20, choices=SuiteCategory.choices)
+    task = models.ForeignKey("portfolio.Task", on_delete=models.PROTECT, null=True, blank=True, related_name="suites")
+    description = models.TextField(blank=True)
+    pass_threshold_bp = models.PositiveIntegerField(
+        default=8000,
+        validators=[MinValueValidator(0), MaxValueValidator(10000)],
+        help_text="The score (basis points, 0–10000) a run must reach to pass.",
+    )
+    schedule_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Run against every approved version this often; empty: on demand only."
+    )
+    scorer = models.CharField(max_length=30, default="exact", help_text="The default scorer of its cases.")
+    scorer_config = models.JSONField(default=dict, blank=True)
+    judge = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="judged_suites",
+        help_text="For the llm-judge scorer: an approved model version that grades the answers.",
+    )
+    rubric = models.TextField(blank=True, help_text="For the llm-judge scorer: how to grade.")
+    concurrency = models.PositiveSmallIntegerField(
+        default=16,
+        validators=[MinValueValidator(1), MaxValueValidator(256)],
+        help_text="Requests in flight at once per worker.",
+    )
+    max_output_chars = models.PositiveIntegerField(default=4000, help_text="Longer answers are truncated and marked.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["category", "name"]
+        permissions = [("run_evaluationsuite", "Can start and cancel evaluation runs")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:suite", args=[self.slug])
+
+
+class EvaluationCase(models.Model):
+    """One prompt and what a good answer is. Bias cases share a ``group`` and differ in one attribute."""
+
+    suite = models.ForeignKey(EvaluationSuite, on_delete=models.CASCADE, related_name="cases")
+    key = models.CharField(max_length=100, help_text="Stable id of the case within its suite.")
+    position = models.PositiveIntegerField(default=0)
+    messages = models.JSONField(help_text='Chat messages: [{"role": "user", "content": "..."}].')
+    expected = models.TextField(blank=True)
+    scorer = models.CharField(max_length=30, blank=True, help_text="Overrides the suite's scorer.")
+    scorer_config = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    group = models.CharField(max_length=100, blank=True, help_text="Bias: cases that must get the same label.")
+
+    class Meta:
+        ordering = ["suite", "position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["suite", "key"], name="case_key_unique_per_suite")]
+
+    def __str__(self) -> str:
+        return f"{self.suite.slug}:{self.key}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunTrigger(models.TextChoices):
+    MANUAL = "manual", "Started in the browser"
+    API = "api", "Started through the API"
+    SCHEDULE = "schedule", "Scheduled"
+    PROPOSAL = "proposal", "On proposal"
+    DEMO = "demo", "Demo data"
+
+
+class EvaluationRun(models.Model):
+    """One suite run against one model version, executed by Celery workers in chunks."""
+
+    suite = models.ForeignKey(EvaluationSuite, on_delete=models.PROTECT, related_name="runs")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="evaluation_runs")
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=12, choices=RunTrigger.choices, default=RunTrigger.MANUAL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    resumes = models.PositiveSmallIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    score_bp = models.PositiveIntegerField(null=True, blank=True)
+    passed = models.BooleanField(null=True)
+    latency_p50_ms = models.PositiveIntegerField(null=True, blank=True)
+    latency_p95_ms = models.PositiveIntegerField(null=True, blank=True)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    cost_per_1k_micro_usd = models.BigIntegerField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["suite", "model_version", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}: {self.suite.slug} × {self.model_version.ref}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:run", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_RUN_STATUSES
+
+    @property
+    def percent(self) -> int:
+        return int(self.done * 100 / self.total) if self.total else 0
+
+    def eta_seconds(self, now=None) -> int | None:
+        """Time left at the pace so far; None before the first answers or after the end."""
+        if self.is_finished or not self.started_at or not self.done:
+            return None
+        elapsed = ((now or timezone.now()) - self.started_at).total_seconds()
+        return int(elapsed / self.done * (self.total - self.done))
+
+
+class CaseResult(models.Model):
+    """The answer to one case in one run, and its score. Written once per (run, case)."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="results")
+    case = models.ForeignKey(EvaluationCase, on_delete=models.CASCADE, related_name="results")
+    output = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False)
+    label = models.CharField(max_length=200, blank=True, help_text="What the scorer read as the answer's label.")
+    score_bp = models.PositiveIntegerField(default=0)
+    passed = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    detail = models.TextField(blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "case__position"]
+        constraints = [models.UniqueConstraint(fields=["run", "case"], name="one_result_per_run_case")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.case_id}: {self.score_bp} bp"

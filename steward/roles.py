@@ -42,6 +42,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "portfolio.add_policyset",
         "portfolio.change_policyset",
         "portfolio.manage_router",
+        "registry.run_evaluationsuite",
     ],
     ENGINEERS: [
         "registry.add_modelversion",
@@ -49,6 +50,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "registry.add_model",
         "compliance.request_matrixcell",
         "portfolio.add_changerequest",
+        "registry.run_evaluationsuite",
+        "registry.add_evaluationsuite",
+        "registry.change_evaluationsuite",
     ],
     AUDITORS: [],
 }

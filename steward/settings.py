@@ -233,6 +233,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "finish-policy-rotation": {"task": "portfolio.finish_policy_rotation", "schedule": 600},
     "escalation-rates": {"task": "audits.check_escalation_rates", "schedule": 900},
     "decision-retention": {"task": "audits.remove_expired_content", "schedule": 24 * 3600},
+    "evaluation-schedule": {"task": "registry.dispatch_due_runs", "schedule": 60},
+    "evaluation-watchdog": {"task": "registry.watchdog", "schedule": 60},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -277,6 +279,14 @@ STEWARD_ROOT_LIFETIME_DAYS = env_int("STEWARD_ROOT_LIFETIME_DAYS", 365)
 # A router not seen for this long is shown as stale on the fleet page.
 STEWARD_ROUTER_STALE_SECONDS = env_int("STEWARD_ROUTER_STALE_SECONDS", 300)
 
+# Evaluations
+STEWARD_EVALUATION_TIMEOUT = float(env_str("STEWARD_EVALUATION_TIMEOUT", "30"))
+STEWARD_RUN_STALL_SECONDS = env_int("STEWARD_RUN_STALL_SECONDS", 300)
+STEWARD_EVALUATE_ON_PROPOSAL = env_bool("STEWARD_EVALUATE_ON_PROPOSAL", False)
+# Categories a model version must pass before an officer can approve it, e.g. "accuracy,safety".
+STEWARD_APPROVAL_GATES = env_list("STEWARD_APPROVAL_GATES", [])
+STEWARD_DEMO_ENDPOINT_PORT = env_int("STEWARD_DEMO_ENDPOINT_PORT", 8001)
+
 # Change reasons carry an officer's full comment, not just a hundred characters.
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
 
@@ -289,5 +299,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("STEWARD_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
 from django import forms
@@ -13,9 +14,11 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
 from portfolio.models import PUBLISH_CHANGES, REVIEW_CHANGES, ChangeRequest, ChangeStatus, Review, ReviewDecision
 from registry.models import ModelVersion, Status, VersionTransition
@@ -64,6 +67,19 @@ def change_requests_awaiting(user) -> QuerySet[ChangeRequest]:
     )
 
 
+VIOLATION_PANEL_DAYS = 7
+
+
+def recent_violations(user) -> list[tuple[str, str, int]]:
+    """Violations of the last week by kind (kind, label, count), for those who may read them; one query."""
+    if not user.has_perm("audits.view_violation"):
+        return []
+    since = timezone.now() - dt.timedelta(days=VIOLATION_PANEL_DAYS)
+    recent = Violation.objects.filter(detected_at__gte=since)
+    counts = dict(recent.values_list("kind").annotate(n=Count("pk")).order_by())
+    return [(kind, label, counts[kind]) for kind, label in ViolationKind.choices if kind in counts]
+
+
 @permission_required("registry.view_modelversion", raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
     by_status = dict(ModelVersion.objects.values_list("status").annotate(n=Count("id")).order_by())
@@ -82,6 +98,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "awaiting_count": len(pending) + len(pending_changes),
         "recent": recent,
         "chart": _versions_by_provider_chart(),
+        "violations": recent_violations(request.user),
+        "violations_since": (timezone.now() - dt.timedelta(days=VIOLATION_PANEL_DAYS)).date(),
     }
     return render(request, "dashboard.html", context)
 
