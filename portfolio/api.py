@@ -29,7 +29,7 @@ from .models import (
     ReviewDecision,
     Task,
 )
-from .policy import normalise, route_changes, text_diff
+from .policy import document_changes, text_diff
 from .publishing import StaleBaseError, publish, rebase, start_change
 from .validation import MAX_DOCUMENT_BYTES, validate_document
 
@@ -177,8 +177,7 @@ def change_request_json(change_request: ChangeRequest, detail: bool = True) -> d
         body["diff"] = []
         if latest:
             result = validate_document(latest.document, change_request.policy_set)
-            if result.document is not None and not _has_structure_errors(result):
-                body["route_changes"] = route_changes(base.spec if base else None, normalise(result.document))
+            body["route_changes"] = document_changes(base.spec if base else None, result.document) or []
             body["diff"] = text_diff(
                 base.document if base else "",
                 latest.document,
@@ -186,29 +185,6 @@ def change_request_json(change_request: ChangeRequest, detail: bool = True) -> d
                 f"CR-{change_request.pk} r{latest.number}",
             )
     return body
-
-
-def _has_structure_errors(result) -> bool:
-    """Route diffs need every route to have task, classification and model as strings."""
-    routes = result.document.get("routes") if isinstance(result.document, dict) else None
-    if not isinstance(routes, list):
-        return True
-    return any(
-        not isinstance(r, dict)
-        or not all(isinstance(r.get(k), str) for k in ("task", "classification", "model"))
-        or not isinstance(r.get("fallbacks", []), list)
-        or (
-            r.get("escalation") is not None
-            and not (
-                isinstance(r["escalation"], dict)
-                and isinstance(r["escalation"].get("to"), str)
-                and isinstance(r["escalation"].get("when"), list)
-                and "max_rate_bp" in r["escalation"]
-            )
-        )
-        or not isinstance(r.get("constraints", {}), dict)
-        for r in routes
-    )
 
 
 class HasPerm(BasePermission):

@@ -46,6 +46,7 @@ POLICY_SETS = [
     # slug, name, required approvals, provider diversity, description
     ("production", "Production", 2, True, "What the production routers enforce."),
     ("staging", "Staging", 1, False, "Where routing changes are tried first."),
+    ("sandbox", "Sandbox", 1, False, "Demo models behind Steward's demo endpoint, for trying evaluations."),
 ]
 
 PRODUCTION_POLICY = """\
@@ -143,7 +144,18 @@ routes:
     model: mistral/mistral-large@2411
 """
 
-FIRST_POLICIES = {"production": PRODUCTION_POLICY, "staging": STAGING_POLICY}
+SANDBOX_POLICY = """\
+# The sandbox routes to Steward's demo models, which the demo evaluations measure.
+default: deny
+routes:
+  - task: ticket-triage
+    classification: public
+    model: demo/oracle@1
+    fallbacks:
+      - demo/careful@1
+"""
+
+FIRST_POLICIES = {"production": PRODUCTION_POLICY, "staging": STAGING_POLICY, "sandbox": SANDBOX_POLICY}
 
 
 def seed_portfolio_policies(users: dict[str, AbstractUser]) -> dict:

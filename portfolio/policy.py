@@ -86,6 +86,17 @@ def route_changes(old: dict | None, new: dict) -> list[str]:
     return lines
 
 
+def document_changes(base_spec: dict | None, document: dict | None) -> list[str] | None:
+    """Route-level changes from ``base_spec`` to a parsed (maybe invalid) document; None while its
+    routes are too malformed to compare (the validation errors already say why)."""
+    if document is None:
+        return None
+    try:
+        return route_changes(base_spec, normalise(document))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
+
+
 def _escalation(escalation: dict | None) -> str:
     if not escalation:
         return "none"

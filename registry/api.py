@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
 from steward.roles import REVIEW_VERSIONS
 
+from .evaluation.runs import RUN_PERMISSION, cancel_run, start_run
+from .evaluation.suites import SuiteFormatError, export_suite, import_suite
 from .filters import ModelVersionFilter
-from .models import ACTIONS, Model, ModelVersion, Provider, VersionTransition
+from .models import (
+    ACTIONS,
+    EvaluationRun,
+    EvaluationSuite,
+    Model,
+    ModelVersion,
+    Provider,
+    RunTrigger,
+    SuiteCategory,
+    VersionTransition,
+)
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -176,3 +190,160 @@ def _lifecycle_action(action_name: str):
 
 for _name in ACTIONS:
     setattr(ModelVersionViewSet, _name, _lifecycle_action(_name))
+
+
+# --- evaluations --------------------------------------------------------------------------------
+
+
+def run_json(run: EvaluationRun) -> dict:
+    """The figures of a run, as the run page shows them."""
+    return {
+        "id": run.pk,
+        "suite": run.suite.slug,
+        "category": run.suite.category,
+        "model_version": run.model_version.ref,
+        "status": run.status,
+        "trigger": run.trigger,
+        "total": run.total,
+        "done": run.done,
+        "errors": run.errors,
+        "percent": run.percent,
+        "eta_seconds": run.eta_seconds(),
+        "score_bp": run.score_bp,
+        "pass_threshold_bp": run.suite.pass_threshold_bp,
+        "passed": run.passed,
+        "latency_p50_ms": run.latency_p50_ms,
+        "latency_p95_ms": run.latency_p95_ms,
+        "cost_micro_usd": run.cost_micro_usd,
+        "cost_per_1k_micro_usd": run.cost_per_1k_micro_usd,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "detail": run.detail,
+    }
+
+
+class RunCreate(serializers.Serializer):
+    suite = serializers.SlugRelatedField(slug_field="slug", queryset=EvaluationSuite.objects.all())
+    model_version = serializers.SlugRelatedField(
+        slug_field="ref", queryset=ModelVersion.objects.with_related(), help_text="provider/model@version"
+    )
+
+
+class CanRunEvaluations(BasePermission):
+    message = "Only engineers and officers can start or cancel evaluation runs."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm(RUN_PERMISSION))
+
+
+class EvaluationRunViewSet(viewsets.GenericViewSet):
+    """Evaluation runs: start one (``{"suite", "model_version"}``), follow its progress, cancel it."""
+
+    queryset = EvaluationRun.objects.select_related("suite", "model_version")
+
+    def get_permissions(self):
+        if self.action in ("create", "cancel"):
+            return [CanRunEvaluations()]
+        return super().get_permissions()
+
+    def list(self, request):
+        queryset = self.get_queryset()
+        for param, field in (("suite", "suite__slug"), ("model_version", "model_version__ref"), ("status", "status")):
+            if value := request.query_params.get(param):
+                queryset = queryset.filter(**{field: value})
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response([run_json(run) for run in page])
+
+    def retrieve(self, request, pk=None):
+        return Response(run_json(self.get_object()))
+
+    @extend_schema(request=RunCreate, responses=OpenApiTypes.OBJECT)
+    def create(self, request):
+        data = RunCreate(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = start_run(
+            data.validated_data["suite"], data.validated_data["model_version"], by=request.user, trigger=RunTrigger.API
+        )
+        return Response(run_json(run), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        cancel_run(run, request.user)
+        return Response(run_json(run))
+
+
+class SuiteSerializer(serializers.ModelSerializer):
+    task = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    judge = serializers.SlugRelatedField(slug_field="ref", read_only=True)
+    cases = serializers.IntegerField(source="cases.count", read_only=True)
+
+    class Meta:
+        model = EvaluationSuite
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "category",
+            "task",
+            "description",
+            "pass_threshold_bp",
+            "schedule_minutes",
+            "scorer",
+            "scorer_config",
+            "judge",
+            "rubric",
+            "concurrency",
+            "max_output_chars",
+            "cases",
+        ]
+
+
+class SuiteImport(serializers.Serializer):
+    yaml = serializers.CharField(trim_whitespace=False)
+    format = serializers.ChoiceField(choices=["steward", "promptfoo"], default="steward")
+    name = serializers.CharField(required=False, default="")
+    slug = serializers.CharField(required=False, default="")
+    category = serializers.ChoiceField(choices=SuiteCategory.values, default=SuiteCategory.ACCURACY)
+
+
+class EvaluationSuiteViewSet(viewsets.ReadOnlyModelViewSet):
+    """Evaluation suites; import them as YAML (Steward's format or promptfoo's) and export them."""
+
+    queryset = EvaluationSuite.objects.select_related("task", "judge")
+    serializer_class = SuiteSerializer
+    lookup_field = "slug"
+
+    def get_permissions(self):
+        if self.action == "import_yaml":
+            return [IsAuthenticated()]  # import_suite checks the role
+        return super().get_permissions()
+
+    @extend_schema(request=SuiteImport, responses=SuiteSerializer)
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_yaml(self, request):
+        data = SuiteImport(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            suite, created, updated = import_suite(
+                data.validated_data["yaml"],
+                request.user,
+                format=data.validated_data["format"],
+                name=data.validated_data["name"],
+                slug=data.validated_data["slug"],
+                category=data.validated_data["category"],
+            )
+        except SuiteFormatError as error:
+            return Response(error.as_dict(), status=status.HTTP_400_BAD_REQUEST)
+        body = {**SuiteSerializer(suite).data, "cases_created": created, "cases_updated": updated}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"])
+    def export(self, request, slug=None):
+        suite = self.get_object()
+        response = HttpResponse(export_suite(suite), content_type="application/yaml; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{suite.slug}.yaml"'
+        return response

@@ -286,6 +286,8 @@ STEWARD_EVALUATE_ON_PROPOSAL = env_bool("STEWARD_EVALUATE_ON_PROPOSAL", False)
 # Categories a model version must pass before an officer can approve it, e.g. "accuracy,safety".
 STEWARD_APPROVAL_GATES = env_list("STEWARD_APPROVAL_GATES", [])
 STEWARD_DEMO_ENDPOINT_PORT = env_int("STEWARD_DEMO_ENDPOINT_PORT", 8001)
+# seed_demo runs the demo suites once against the demo models (the test suite turns it off where unneeded).
+STEWARD_SEED_EVALUATION_RUNS = env_bool("STEWARD_SEED_EVALUATION_RUNS", True)
 
 # Change reasons carry an officer's full comment, not just a hundred characters.
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True

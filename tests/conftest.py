@@ -16,6 +16,8 @@ from .factories import make_model, make_provider, make_version
 def _fast_password_hashing(settings) -> None:
     # Signing in is not what the suite measures; a slow hasher only costs time per user.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # seed_demo's demo evaluation runs take seconds; the tests that are about them turn them back on.
+    settings.STEWARD_SEED_EVALUATION_RUNS = False
 
 
 def _user(username: str, *roles: str, **extra) -> User:

@@ -151,8 +151,13 @@ def plan_run(run_id: int) -> list[list[int]]:
     return [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
 
 
-def run_chunk(run_id: int, case_ids: list[int]) -> int:
-    """Answer and score these cases (those not answered yet); returns how many were answered."""
+def run_chunk(run_id: int, case_ids: list[int], base_url: str | None = None, live: bool = True) -> int:
+    """Answer and score these cases (those not answered yet); returns how many were answered.
+
+    ``base_url`` sends the requests to another endpoint than the version's (the demo seed's own server).
+    ``live`` saves results as they come, from a thread of their own (progress bars move during a chunk);
+    without it they are saved at the end of the chunk in this thread (inside a caller's transaction).
+    """
     run = EvaluationRun.objects.select_related("suite__judge__model__provider", "model_version__model__provider").get(
         pk=run_id
     )
@@ -161,7 +166,13 @@ def run_chunk(run_id: int, case_ids: list[int]) -> int:
     answered = set(CaseResult.objects.filter(run=run, case_id__in=case_ids).values_list("case_id", flat=True))
     cases = list(EvaluationCase.objects.filter(pk__in=[c for c in case_ids if c not in answered]).order_by("position"))
     if cases:
-        asyncio.run(_answer(run, cases))
+        if base_url:
+            run.model_version.base_url = base_url
+            if run.suite.judge:
+                run.suite.judge.base_url = base_url
+        results = asyncio.run(_answer(run, cases, live))
+        if results:
+            _save_results(run.pk, results)
     if _complete(run_id):
         finish_run(run_id)
     return len(cases)
@@ -172,7 +183,8 @@ def _complete(run_id: int) -> bool:
     return not run.is_finished and CaseResult.objects.filter(run_id=run_id).count() >= run.total
 
 
-async def _answer(run: EvaluationRun, cases: list[EvaluationCase]) -> None:
+async def _answer(run: EvaluationRun, cases: list[EvaluationCase], live: bool = True) -> list[CaseResult]:
+    """Ask and score every case; returns the results not saved yet (all of them when not ``live``)."""
     suite, version = run.suite, run.model_version
     # The ORM is synchronous: every database call of this loop goes to one thread of its own.
     database = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation-db")
@@ -181,7 +193,7 @@ async def _answer(run: EvaluationRun, cases: list[EvaluationCase]) -> None:
     state = {"last_flush": time.monotonic(), "cancelled": False}
 
     async def flush(force: bool = False) -> None:
-        if not pending and not force:
+        if not live or (not pending and not force):
             return
         if not force and time.monotonic() - state["last_flush"] < FLUSH_EVERY_SECONDS:
             return
@@ -206,9 +218,11 @@ async def _answer(run: EvaluationRun, cases: list[EvaluationCase]) -> None:
         try:
             await asyncio.gather(*(one(case) for case in cases))
         finally:
-            await flush(force=True)
-            await loop.run_in_executor(database, _close_connection)
+            if live:
+                await flush(force=True)
+                await loop.run_in_executor(database, _close_connection)
             database.shutdown(wait=True)
+    return [] if live else pending
 
 
 async def _answer_case(run: EvaluationRun, suite: EvaluationSuite, case: EvaluationCase, client, judge) -> CaseResult:
@@ -412,10 +426,10 @@ def start_runs_for_proposal(version: ModelVersion) -> list[EvaluationRun]:
     return runs
 
 
-def run_inline(run: EvaluationRun) -> EvaluationRun:
+def run_inline(run: EvaluationRun, base_url: str | None = None) -> EvaluationRun:
     """Execute a run in this process, without workers (the demo seed; tests of the scoring path)."""
     for chunk in plan_run(run.pk):
-        run_chunk(run.pk, chunk)
+        run_chunk(run.pk, chunk, base_url, live=False)
     return EvaluationRun.objects.get(pk=run.pk)
 
 

@@ -92,10 +92,14 @@ def test_demo_users_have_names_roles_and_the_printed_passwords():
 def test_summary_counts_what_is_in_the_registry():
     output = seed()
 
-    total = ModelVersion.objects.count()
-    assert f"{Provider.objects.count()} providers ({Provider.objects.count()} new)" in output
-    assert f"{total} model versions ({total} new)" in output
-    assert f"{ModelVersion.objects.filter(status=Status.APPROVED).count()} approved" in output
+    # The summary counts the real portfolio; the demo endpoint's models are reported on their own line.
+    providers = Provider.objects.exclude(slug="demo").count()
+    versions = ModelVersion.objects.exclude(model__provider__slug="demo")
+    assert f"{providers} providers ({providers} new)" in output
+    assert f"{versions.count()} model versions ({versions.count()} new)" in output
+    assert f"{versions.filter(status=Status.APPROVED).count()} approved" in output
+    demo = ModelVersion.objects.filter(model__provider__slug="demo").count()
+    assert f"Evaluations: {demo} new demo model versions" in output
 
 
 def test_second_run_changes_nothing():
@@ -109,7 +113,8 @@ def test_second_run_changes_nothing():
     assert row_counts() == before
     assert dict(User.objects.values_list("username", "password")) == passwords
     assert list(ModelVersion.history.values_list("history_date", flat=True)) == history_dates
-    assert f"{before['registry.ModelVersion']} model versions (0 new)" in output
+    real = ModelVersion.objects.exclude(model__provider__slug="demo").count()
+    assert f"{real} model versions (0 new)" in output
 
 
 def test_no_version_is_decided_by_its_proposer():
@@ -144,7 +149,9 @@ def test_prices_are_non_negative_integers_and_versions_are_valid():
     for version in ModelVersion.objects.select_related("model__provider"):
         for price in (version.input_price_micro_usd, version.output_price_micro_usd):
             assert isinstance(price, int) and price >= 0, version.ref
-        assert version.base_url.startswith("https://"), version.ref
+        # Real providers over TLS; the demo models on Steward's own endpoint on this machine.
+        expected = "http://127.0.0.1:" if version.model.provider.slug == "demo" else "https://"
+        assert version.base_url.startswith(expected), version.ref
         version.full_clean()
     for model in Model.objects.all():
         model.full_clean()
@@ -235,3 +242,21 @@ def test_seeds_classifications_holdings_and_a_matrix_with_every_kind_of_cell():
     # no cell was approved by the engineer who requested it, and every approval was eligible
     assert not MatrixCell.objects.filter(decision="approved", decided_by__username="bob").exists()
     assert ComplianceAlert.objects.filter(resolved_at__isnull=True).exists()
+
+
+def test_seeding_runs_every_demo_suite_once_against_every_demo_model(settings):
+    from registry.models import EvaluationRun, EvaluationSuite
+
+    settings.STEWARD_SEED_EVALUATION_RUNS = True
+    seed()
+    suites = EvaluationSuite.objects.all()
+    assert suites.count() >= 3 and all(suite.cases.count() >= 50 for suite in suites)
+    runs = EvaluationRun.objects.all()
+    assert runs.count() == suites.count() * 4
+    assert set(runs.values_list("status", flat=True)) == {"completed"}
+    assert all(run.done == run.total and run.errors == 0 for run in runs)
+    # The demo models differ: the oracle passes the ticket suite, the budget model does not.
+    triage = {r.model_version.ref: r for r in runs.filter(suite__slug="ticket-triage-accuracy")}
+    assert triage["demo/oracle@1"].passed and not triage["demo/budget@1"].passed
+    seed()  # a second run starts no new evaluations
+    assert EvaluationRun.objects.count() == runs.count()

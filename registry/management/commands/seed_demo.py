@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.password_validation import validate_password
@@ -26,6 +27,7 @@ from django.db import transaction
 
 from compliance.demo import seed_compliance
 from portfolio.demo import seed_portfolio_policies
+from registry.evaluation.demo import run_demo_evaluations, seed_demo_models, seed_evaluations
 from registry.models import Model, ModelVersion, Provider, Status
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 
@@ -864,13 +866,22 @@ class Command(BaseCommand):
         f"{PASSWORD_ENV} if set, else steward-demo-<username>."
     )
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-evaluations", action="store_true", help="create the demo suites but do not run them now"
+        )
+
     def handle(self, *args, **options) -> None:
         result = SeedResult()
         with transaction.atomic():
             users = ensure_demo_users(result)
             seed_portfolio(users, result)
+            demo_models = seed_demo_models(users)
             compliance = seed_compliance(users)
             routing = seed_portfolio_policies(users)
+            new_suites = seed_evaluations(users)
+        run_evaluations = settings.STEWARD_SEED_EVALUATION_RUNS and not options["no_evaluations"]
+        demo_runs = run_demo_evaluations(users) if run_evaluations else 0
         self.stdout.write(self.style.SUCCESS(self.summary(result)))
         self.stdout.write(
             f"Compliance: {compliance.classifications} new classifications, {compliance.holdings} new "
@@ -879,6 +890,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Routing: {routing['tiers']} new cost tiers, {routing['tasks']} new tasks, {routing['policy_sets']} new "
             f"policy sets, {routing['versions']} new published policy versions."
+        )
+        self.stdout.write(
+            f"Evaluations: {demo_models} new demo model versions, {new_suites} new suites, {demo_runs} demo runs."
         )
         for note in routing["notes"]:
             self.stderr.write(f"Note: {note}")

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Start the web server, a Celery worker and Celery beat; Ctrl-C stops all of them."
+    help = "Start the web server, a Celery worker, Celery beat and the demo model endpoint; Ctrl-C stops them all."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
@@ -58,6 +58,13 @@ class Command(BaseCommand):
                 "worker@%h",
             ],
         }
+        commands["demo-models"] = [
+            python,
+            "-m",
+            "registry.evaluation.demo_server",
+            "--port",
+            str(settings.STEWARD_DEMO_ENDPOINT_PORT),
+        ]
         if not no_beat:
             commands["beat"] = [
                 python,
@@ -117,6 +124,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Steward is running at {url}"))
         self.stdout.write(f"  health: {url}health/ (worker: {'answered' if worker.get('ok') else 'not yet'})")
         self.stdout.write(f"  API docs: {url}api/docs/")
+        self.stdout.write(f"  demo model endpoint: http://127.0.0.1:{settings.STEWARD_DEMO_ENDPOINT_PORT}/v1")
         for line in self._demo_logins():
             self.stdout.write(line)
         self.stdout.write("  Press Ctrl-C to stop the web server, the worker and beat.")
