@@ -16,9 +16,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -26,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audits import events as audit
 
-from .models import PolicyRelease, PolicySet, Router, RouterReport, TrustRoot
+from .models import PolicyRelease, PolicySet, PolicyVersion, Router, RouterReport, TrustRoot
 
 ROUTER_TOKEN_PREFIX = "swr_"
 TOKEN_MEMORY_SECONDS = 15.0  # a revoked token stops working within this long in every process
@@ -84,12 +86,22 @@ def identify(raw_token: str) -> RouterIdentity | None:
             .first()
         )
         identity = RouterIdentity(*router) if router else None
-        cache.set(key, identity, 300)
+        cache.set(key, identity, _shared_cache_seconds())
     with _lock:
         if len(_tokens) > MEMORY_ENTRIES:
             _tokens.clear()  # many unknown tokens: someone is guessing; start again rather than grow
         _tokens[token_hash] = (now + TOKEN_MEMORY_SECONDS, identity)
     return identity
+
+
+def _cache_is_shared() -> bool:
+    backend = settings.CACHES["default"]["BACKEND"].lower()
+    return "redis" in backend or "memcached" in backend
+
+
+def _shared_cache_seconds() -> float:
+    # A per-process cache cannot hear of a revocation in another process: keep entries as short as memory's.
+    return 300 if _cache_is_shared() else TOKEN_MEMORY_SECONDS
 
 
 def forget_token(token_hash: str) -> None:
@@ -135,7 +147,7 @@ def current_release(slug: str) -> CachedRelease | None:
             .first()
         )
         release = CachedRelease(f'"{row[0]}"', row[1], bytes(row[2])) if row else None
-        cache.set(key, release, 3600)
+        cache.set(key, release, 3600 if _cache_is_shared() else RELEASE_MEMORY_SECONDS)
     with _lock:
         if len(_releases) > MEMORY_ENTRIES:
             _releases.clear()
@@ -335,3 +347,25 @@ def revoke_router(router: Router, by) -> None:
         router.save()
         audit.record("router.token_revoke", actor=by, obj=router, before={"active": True}, after={"active": False})
     transaction.on_commit(lambda: forget_token(router.token_hash))
+
+
+def fleet_rows(now=None) -> list[dict]:
+    """Every router with how far behind its set's current version it runs and whether it is stale."""
+    now = now or timezone.now()
+    stale_after = dt.timedelta(seconds=settings.STEWARD_ROUTER_STALE_SECONDS)
+    current = dict(PolicyVersion.objects.values("policy_set").annotate(n=Max("number")).values_list("policy_set", "n"))
+    rows = []
+    for router in Router.objects.select_related("policy_set").order_by("policy_set__slug", "name"):
+        latest = current.get(router.policy_set_id)
+        behind = latest - router.applied_version if latest and router.applied_version else None
+        seen = router.last_seen_at
+        rows.append(
+            {
+                "router": router,
+                "current": latest,
+                "behind": behind,
+                "stale": router.is_active and (seen is None or now - seen > stale_after),
+                "never_applied": router.is_active and router.applied_version is None,
+            }
+        )
+    return rows

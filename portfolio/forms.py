@@ -118,3 +118,11 @@ class VersionDiffForm(forms.Form):
                 coerce=int,
                 error_messages={"invalid_choice": message, "required": message},
             )
+
+
+class RouterForm(forms.Form):
+    """An officer registers a router for one policy set; its token is shown once."""
+
+    name = forms.CharField(max_length=100, help_text="e.g. edge-eu-1 (lower case, digits, dots, hyphens)")
+    policy_set = forms.ModelChoiceField(queryset=PolicySet.objects.all(), to_field_name="slug")
+    description = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "where it runs"}))

@@ -364,3 +364,15 @@ def resign_due(now: dt.datetime | None = None) -> list[PolicyVersion]:
         if release.expires - now < lifetime / 2:
             done.append(resign(policy_set, now))
     return done
+
+
+def expiring_releases(within: dt.timedelta = dt.timedelta(hours=48), now: dt.datetime | None = None) -> list:
+    """Current releases of policy sets that expire within ``within`` (the dashboard warns about them)."""
+    now = now or timezone.now()
+    expiring = []
+    for policy_set in PolicySet.objects.all():
+        current = policy_set.current_version()
+        release = getattr(current, "release", None) if current else None
+        if release is not None and release.expires - now < within:
+            expiring.append(release)
+    return expiring

@@ -4,9 +4,12 @@ from . import views
 
 app_name = "portfolio"
 
-# The change-request paths come first: "changes" would otherwise be read as a policy set's slug.
+# The fleet and change-request paths come first: "fleet" and "changes" would otherwise be read as
+# policy sets' slugs.
 urlpatterns = [
     path("", views.policy_sets, name="policy-sets"),
+    path("fleet/", views.fleet, name="fleet"),
+    path("fleet/<int:pk>/revoke/", views.revoke_router_token, name="revoke-router"),
     path("changes/", views.change_requests, name="change-requests"),
     path("changes/new/", views.new_change_request, name="new-change-request"),
     path("changes/validate/", views.validate_policy, name="validate-policy"),

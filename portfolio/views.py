@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -26,9 +27,18 @@ from django.views.decorators.http import require_POST
 from compliance.forms import add_model_errors
 from registry.models import ModelVersion
 from registry.views import page_size
-from steward.charts import figure_json
+from steward.charts import bar_chart, figure_json
 
-from .forms import ChangeFilterForm, ChangeRequestForm, ReviewForm, RevisionForm, VersionDiffForm, WithdrawForm
+from .feed import fleet_rows, register_router, revoke_router
+from .forms import (
+    ChangeFilterForm,
+    ChangeRequestForm,
+    ReviewForm,
+    RevisionForm,
+    RouterForm,
+    VersionDiffForm,
+    WithdrawForm,
+)
 from .models import (
     OPEN_STATUSES,
     PROPOSE_CHANGES,
@@ -40,6 +50,7 @@ from .models import (
     PolicySet,
     PolicyVersion,
     ReviewDecision,
+    Router,
     Task,
 )
 from .policy import document_changes, route_changes, text_diff
@@ -657,3 +668,77 @@ def publish_change_request(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, change_request, refusal=error.messages)
     messages.success(request, f"{change_request} published as {version.policy_set.slug} v{version.number}.")
     return redirect(reverse("portfolio:policy-set", args=[version.policy_set.slug]))
+
+
+# --- the fleet of routers -----------------------------------------------------------------------
+
+MANAGE_ROUTERS = "portfolio.manage_router"
+
+
+def _fleet_chart(rows: list[dict]) -> str:
+    """How many active routers run each version, per policy set."""
+    counts = Counter(
+        (
+            row["router"].policy_set.slug,
+            f"v{row['router'].applied_version}" if row["router"].applied_version else "none yet",
+        )
+        for row in rows
+        if row["router"].is_active
+    )
+    sets = sorted({policy_set for policy_set, _ in counts})
+    versions = sorted(
+        {version for _, version in counts}, key=lambda v: (v == "none yet", int(v[1:]) if v[1:].isdigit() else 0)
+    )
+    return bar_chart(
+        sets,
+        {version: [counts[(s, version)] for s in sets] for version in versions},
+        "Which policy version the fleet runs",
+        height=300,
+    )
+
+
+@permission_required("portfolio.view_router", raise_exception=True)
+def fleet(request: HttpRequest) -> HttpResponse:
+    form = RouterForm(request.POST or None)
+    new_token = None
+    if request.method == "POST":
+        if not request.user.has_perm(MANAGE_ROUTERS):
+            raise PermissionDenied("Only governance officers can register routers.")
+        if form.is_valid():
+            try:
+                router, new_token = register_router(
+                    form.cleaned_data["policy_set"],
+                    form.cleaned_data["name"],
+                    request.user,
+                    form.cleaned_data["description"],
+                )
+            except ValidationError as error:
+                add_model_errors(form, error)
+            else:
+                messages.success(request, f"Router {router.name} registered for {router.policy_set.slug}.")
+                form = RouterForm()
+    rows = fleet_rows()
+    context = {
+        "rows": rows,
+        "form": form,
+        "new_token": new_token,
+        "chart": _fleet_chart(rows) if rows else "",
+        "stale_after": settings.STEWARD_ROUTER_STALE_SECONDS,
+    }
+    response = render(request, "portfolio/fleet.html", context, status=400 if form.errors else 200)
+    if new_token:
+        response["Cache-Control"] = "no-store"  # the token is shown this once
+    return response
+
+
+@require_POST
+@permission_required(MANAGE_ROUTERS, raise_exception=True)
+def revoke_router_token(request: HttpRequest, pk: int) -> HttpResponse:
+    router = get_object_or_404(Router, pk=pk)
+    try:
+        revoke_router(router, request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"{router.name}'s token is revoked; it can no longer pull or report.")
+    return redirect("portfolio:fleet")

@@ -20,7 +20,13 @@ class CanonicalError(ValueError):
 
 
 def _check(value: Any, path: str) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CanonicalError(f"{path}: lone surrogates are not valid Unicode (I-JSON)") from None
         return
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
@@ -36,6 +42,7 @@ def _check(value: Any, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError(f"{path}: object keys must be strings")
+            _check(key, f"{path} key")
             _check(item, f"{path}.{key}")
         return
     raise CanonicalError(f"{path}: {type(value).__name__} cannot be canonicalised")

@@ -43,6 +43,10 @@ MAX_ROOT_WALK = 1000
 class FetchError(Exception):
     """The server could not be reached or answered something unusable."""
 
+    def __init__(self, message: str, *, reachable: bool = True) -> None:
+        super().__init__(message)
+        self.reachable = reachable  # whether a NACK has a chance of reaching Steward
+
 
 @dataclass
 class UpdateResult:
@@ -117,7 +121,7 @@ class PolicyClient:
                 self.clock(),
                 self.clock_slack,
                 self.max_bytes,
-                check_expiry=False,
+                check_times=False,
             )
         except VerificationError:
             self._policy = None  # a damaged state file is never trusted
@@ -161,9 +165,13 @@ class PolicyClient:
             raise FetchError(f"{self.url + path}: truncated response") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
-            raise FetchError(f"cannot reach {self.url}: {reason}") from None
+            raise FetchError(f"cannot reach {self.url}: {reason}", reachable=False) from None
         if len(body) > limit:
             raise FetchError(f"{self.url + path}: response over the size cap of {limit} bytes")
+        # read(n) returns short, without IncompleteRead, when the server closes early.
+        declared = response_headers.get("content-length", "")
+        if status != 304 and declared.isdigit() and len(body) < int(declared):
+            raise FetchError(f"{self.url + path}: truncated response ({len(body)} of {declared} bytes)")
         return status, response_headers, body
 
     def _fetch_root(self, version: int) -> bytes:
@@ -200,7 +208,8 @@ class PolicyClient:
             self.send_status("nack", self.version, f"rollback refused: {error}")
             return UpdateResult("failed", self.policy, f"ALARM rollback refused: {error}", alarm=True)
         except (VerificationError, FetchError) as error:
-            if isinstance(error, VerificationError):
+            # Any failure is NACKed (an oversized or truncated answer too), unless Steward is unreachable.
+            if isinstance(error, VerificationError) or error.reachable:
                 self.send_status("nack", self.version, str(error))
             return UpdateResult("failed", self.policy, str(error))
         return result

@@ -106,7 +106,11 @@ def to_yaml(value: Any, indent: int = 0) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        # YAML 1.1 (PyYAML, which LiteLLM uses) reads 3e-07 as a string: the mantissa needs a dot.
+        mantissa, exponent, power = repr(value).partition("e")
+        return f"{mantissa}.0e{power}" if exponent and "." not in mantissa else repr(value)
+    if isinstance(value, int):
         return repr(value)
     return json.dumps(value)
 

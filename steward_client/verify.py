@@ -221,13 +221,14 @@ def open_envelope(
     now: dt.datetime,
     slack: dt.timedelta = DEFAULT_CLOCK_SLACK,
     max_bytes: int = MAX_ENVELOPE_BYTES,
-    check_expiry: bool = True,
+    check_times: bool = True,
 ) -> VerifiedPolicy:
     """Verify a DSSE policy envelope against ``root`` at the fixed time ``now``; return its payload.
 
     Size cap, strict parse, known payloadType, a threshold of distinct trusted policy keys over
     the exact payload bytes, strict payload parse, the expected policy set, issue time and expiry
-    within the clock slack. Rollback is the caller's check (it knows the version in force).
+    within the clock slack (``check_times=False`` skips the two time checks: reloading the policy
+    already in force, whose expiry the caller judges). Rollback is the caller's check.
     """
     if len(envelope) > max_bytes:
         raise VerificationError(f"bundle larger than {max_bytes} bytes")
@@ -264,8 +265,8 @@ def open_envelope(
             raise VerificationError(f"policy payload lacks {key!r}")
     if not isinstance(payload["routes"], list) or not isinstance(payload["models"], dict):
         raise VerificationError("policy payload has the wrong shape")
-    if issued_at > now + slack:
+    if check_times and issued_at > now + slack:
         raise VerificationError(f"policy issued in the future ({payload['issued_at']}): check this clock")
-    if check_expiry and expires < now - slack:
+    if check_times and expires < now - slack:
         raise VerificationError(f"policy version {version} expired at {payload['expires']}")
     return VerifiedPolicy(payload_bytes, payload, version, policy_set, issued_at, expires, trust_version)
