@@ -15,6 +15,7 @@ from django.utils import timezone
 from registry.models import ModelVersion, Provider, Status
 
 from .alerts import record_alerts
+from .catalogue import ensure_catalogue
 from .matrix import Matrix
 from .models import Certification, CertificationHolding, DataClassification, MatrixCell, StorageRule
 
@@ -137,6 +138,7 @@ def seed_compliance(users: dict[str, AbstractUser], today: dt.date | None = None
     today = today or timezone.now().date()
     result = ComplianceSeedResult()
     alice, carol, bob = users["alice"], users["carol"], users["bob"]
+    ensure_catalogue(Certification)  # a flushed test database has lost the migration's rows
     certifications = {c.slug: c for c in Certification.objects.all()}
 
     for slug, name, level, required, regions, storage, description in CLASSIFICATIONS:

@@ -240,9 +240,8 @@ class ChangeRequest(models.Model):
         if by.pk != self.author_id:
             raise PermissionDenied(f"Only the author of {self} can {action} it.")
         if not self.is_open:
-            raise ValidationError(
-                {"status": [f"{self} is {self.get_status_display().lower()}; it cannot be {action}ed."]}
-            )
+            done = {"revise": "revised", "submit": "submitted", "withdraw": "withdrawn"}.get(action, f"{action}d")
+            raise ValidationError({"status": [f"{self} is {self.get_status_display().lower()}; it cannot be {done}."]})
 
     def add_revision(self, by, document: str, base_version: PolicyVersion | None = None) -> Revision:
         """A new revision of the YAML. Earlier approvals are dismissed: they approved other text."""
@@ -360,6 +359,15 @@ class ChangeRequest(models.Model):
             if decision == ReviewDecision.COMMENT and not locked.is_open:
                 raise ValidationError({"status": [f"{self} is {locked.get_status_display().lower()}."]})
             revision = locked.latest_revision()
+            if decision == ReviewDecision.APPROVE and revision is not None and revision.errors:
+                raise ValidationError(
+                    {
+                        "policy": [
+                            f"Revision {revision.number} has {len(revision.errors)} validation error(s); "
+                            "it cannot be approved until the author fixes them."
+                        ]
+                    }
+                )
             if decision == ReviewDecision.APPROVE and self.active_approvals().filter(reviewer=by).exists():
                 raise ValidationError({"decision": [f"{by.get_username()} has already approved this revision."]})
             review = Review.objects.create(
@@ -381,7 +389,12 @@ class ChangeRequest(models.Model):
         if decision == ReviewDecision.APPROVE and self.status == ChangeStatus.APPROVED and self.policy_set.auto_publish:
             from .publishing import publish
 
-            publish(self, by)
+            try:
+                publish(self, by)
+            except (ValidationError, PermissionDenied):
+                # The approval stands; the request stays approved for a publish by hand (which says why
+                # it cannot go out, e.g. a base that is no longer current).
+                self.refresh_from_db()
         return review
 
 

@@ -22,6 +22,7 @@ from .models import CostTier, PolicySet, Task
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_ROUTES = 2000
+MAX_NESTING = 32  # a policy nests five levels deep; deeper documents would exhaust the parser's stack
 ESCALATION_CONDITIONS = ("error", "timeout", "low_confidence", "context_overflow")
 ROUTE_KEYS = {"task", "classification", "model", "tier", "fallbacks", "escalation", "constraints", "notes"}
 ESCALATION_KEYS = {"to", "when", "confidence_threshold_bp", "max_rate_bp"}
@@ -68,7 +69,13 @@ class PolicyLoader(yaml.SafeLoader):
         event = self.peek_event()
         if getattr(event, "anchor", None):
             raise PolicyYamlError("YAML anchors (&name) are not allowed in policies", event.start_mark.line + 1)
-        return super().compose_node(parent, index)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise PolicyYamlError(f"the document nests deeper than {MAX_NESTING} levels", event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
@@ -310,8 +317,8 @@ def _check_model(
 def _lookup(route: dict, key: str, path: str, table: dict, what: str, error) -> Any:
     value = route.get(key)
     if value is None:
-        if key != "tier":
-            error(f"{path}.{key}", f"required: the {what}")
+        # Only called for "tier" when the key is present: an empty tier must not switch off the tier checks.
+        error(f"{path}.{key}", f"required: the {what}" if key != "tier" else f"must be a {what} name")
         return None
     if not _strings(value):
         error(f"{path}.{key}", f"must be a {what} name")
@@ -340,7 +347,9 @@ def _check_escalation(
         target = catalogue.versions.get(ref) if isinstance(ref, str) else None
         target_tier = catalogue.tiers.get(target.cost_tier) if target else None
         check_model(f"{path}.to", ref, target_tier)
-        if target is not None and tier is not None and target_tier is not None and target_tier.rank <= tier.rank:
+        if target is not None and target_tier is None:
+            error(f"{path}.to", f"{ref} is in tier {target.cost_tier!r}, which is not a cost tier")
+        elif target is not None and tier is not None and target_tier.rank <= tier.rank:
             error(
                 f"{path}.to",
                 f"escalation must go to a higher tier than {tier.slug}; {ref} is in tier {target_tier.slug}",

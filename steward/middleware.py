@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequiredMiddleware
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
@@ -57,3 +57,31 @@ class RequestIdMiddleware:
             current_request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+# Endpoints that accept more than DATA_UPLOAD_MAX_MEMORY_SIZE and enforce their own limit.
+LARGE_BODY_PATHS = {"/api/v1/decisions": 32 * 1024 * 1024}
+
+
+class BodySizeMiddleware:
+    """Answer 413 for a body larger than allowed before anything reads it (JSON for the API).
+
+    File uploads (multipart) are streamed to disk by Django and limited by their own validators.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = LARGE_BODY_PATHS.get(request.path.rstrip("/"), settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data")
+        if limit is not None and length > limit and not multipart:
+            message = f"The request body is {length} bytes; at most {limit} bytes are accepted here."
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": message}, status=413)
+            return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)

@@ -2,21 +2,11 @@
 
 from django.db import migrations
 
-CATALOGUE = [
-    ("soc2-type2", "SOC 2 Type II", "AICPA SOC 2 Type II report on security, availability and confidentiality controls."),
-    ("iso27001", "ISO/IEC 27001", "Information security management system certification."),
-    ("iso42001", "ISO/IEC 42001", "Artificial intelligence management system certification."),
-    ("hipaa-baa", "HIPAA BAA", "A signed HIPAA Business Associate Agreement covering protected health information."),
-    ("pci-dss", "PCI DSS", "Payment Card Industry Data Security Standard attestation of compliance."),
-    ("gdpr-dpa", "GDPR DPA", "A GDPR Data Processing Agreement (Art. 28) with the provider."),
-    ("fedramp-moderate", "FedRAMP Moderate", "US federal authorisation at the Moderate impact level."),
-]
+from compliance.catalogue import ensure_catalogue
 
 
 def add_catalogue(apps, schema_editor):
-    Certification = apps.get_model("compliance", "Certification")
-    for slug, name, description in CATALOGUE:
-        Certification.objects.get_or_create(slug=slug, defaults={"name": name, "description": description})
+    ensure_catalogue(apps.get_model("compliance", "Certification"))
 
 
 class Migration(migrations.Migration):

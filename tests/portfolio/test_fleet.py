@@ -91,7 +91,20 @@ def test_stale_and_behind_routers_stand_out(seeded, client_for):
 def test_dashboard_warns_when_a_signed_policy_is_close_to_expiry(seeded, client_for):
     page = client_for(seeded["alice"]).get("/").content.decode()
     assert 'id="expiry-warning"' not in page
-    release = PolicyRelease.objects.filter(policy_version__policy_set__slug="staging").latest("issued_at")
-    PolicyRelease.objects.filter(pk=release.pk).update(expires=timezone.now() + dt.timedelta(hours=20))
+    # Releases are immutable: sign a new one as if it had been issued long ago, 20 hours from expiry.
+    staging = PolicySet.objects.get(slug="staging")
+    lifetime = dt.timedelta(days=staging.policy_lifetime_days)
+    resign(staging, now=timezone.now() - lifetime + dt.timedelta(hours=20))
     page = client_for(seeded["alice"]).get("/").content.decode()
-    assert 'id="expiry-warning"' in page and "staging v1 expires" in page
+    assert 'id="expiry-warning"' in page and "staging v2 expires" in page
+
+
+def test_releases_and_versions_cannot_be_changed_in_the_database(seeded):
+    from django.db import DatabaseError, transaction
+
+    from portfolio.models import PolicyVersion
+
+    with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+        PolicyRelease.objects.update(expires=timezone.now())
+    with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
+        PolicyVersion.objects.filter(number=1).update(document="default: deny\nroutes: []\n")
