@@ -31,7 +31,8 @@ from django.views.decorators.http import require_POST
 from registry.filters import ModelVersionFilter
 from registry.models import ModelVersion, Status, known_tiers
 from registry.views import page_size
-from steward.charts import bar_chart
+from steward.charts import TIER_COLOURS, bar_chart
+from steward.exports import Echo, spreadsheet_safe
 from steward.history import history_rows
 
 from .alerts import EXPIRY_WARNING_DAYS
@@ -55,7 +56,6 @@ from .models import (
 
 VIEW_MATRIX = "compliance.view_matrixcell"
 MATRIX_PAGE_SIZE = 50
-TIER_COLOURS = {"small": "#54aeff", "medium": "#0969da", "large": "#0a3069"}
 
 
 # --- the matrix --------------------------------------------------------------------------------
@@ -171,18 +171,6 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
     return render(request, "compliance/matrix.html", context)
 
 
-class _Echo:
-    """A file-like object that hands back what ``csv.writer`` writes, for streaming."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _spreadsheet_safe(value: str) -> str:
-    """Text a spreadsheet will not run as a formula (officers' free text ends up in the export)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 @permission_required(VIEW_MATRIX, raise_exception=True)
 def matrix_csv(request: HttpRequest) -> HttpResponse:
     """The matrix as CSV, filtered like the page: one row per version, a state and reasons per classification."""
@@ -192,7 +180,7 @@ def matrix_csv(request: HttpRequest) -> HttpResponse:
         return HttpResponse(f"Bad filter: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
     classifications = list(DataClassification.objects.all())
     matrix = Matrix(versions, classifications)
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
 
     def lines() -> Iterator[str]:
         header = ["ref", "provider", "tier", "status", "region"]
@@ -204,7 +192,7 @@ def matrix_csv(request: HttpRequest) -> HttpResponse:
             for classification in classifications:
                 verdict = matrix.verdict(version, classification)
                 row += [verdict.label, "; ".join(verdict.reasons)]
-            yield writer.writerow([_spreadsheet_safe(str(value)) for value in row])
+            yield writer.writerow([spreadsheet_safe(str(value)) for value in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     filename = f"compliance-matrix-{matrix.day.isoformat()}.csv"

@@ -19,6 +19,8 @@ STATUS_COLOURS = {
     "retired": "#57606a",
 }
 
+TIER_COLOURS = {"small": "#54aeff", "medium": "#0969da", "large": "#0a3069"}
+
 BASE_LAYOUT = {
     "margin": {"l": 40, "r": 10, "t": 30, "b": 40},
     "font": {"family": "system-ui, sans-serif"},

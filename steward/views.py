@@ -20,8 +20,10 @@ from django.views.decorators.http import require_POST
 
 from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
+from portfolio.feed import fleet_rows
 from portfolio.models import PUBLISH_CHANGES, REVIEW_CHANGES, ChangeRequest, ChangeStatus, Review, ReviewDecision
-from registry.models import ModelVersion, Status, VersionTransition
+from portfolio.signing import expiring_releases
+from registry.models import EvaluationRun, ModelVersion, Status, VersionTransition
 
 from .charts import STATUS_COLOURS, bar_chart
 from .models import ApiToken
@@ -99,9 +101,25 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "recent": recent,
         "chart": _versions_by_provider_chart(),
         "violations": recent_violations(request.user),
+        "expiring_releases": expiring_releases() if request.user.has_perm("portfolio.view_policyrelease") else [],
+        "stale_routers": sum(1 for row in fleet_rows() if row["stale"] and row["router"].is_active)
+        if request.user.has_perm("portfolio.view_router")
+        else 0,
         "violations_since": (timezone.now() - dt.timedelta(days=VIOLATION_PANEL_DAYS)).date(),
+        "recent_runs": recent_evaluation_runs(request.user),
     }
     return render(request, "dashboard.html", context)
+
+
+RECENT_RUNS = 8
+
+
+def recent_evaluation_runs(user) -> list[EvaluationRun]:
+    """The latest evaluation runs, for those who may read them; one query."""
+    if not user.has_perm("registry.view_evaluationrun"):
+        return []
+    runs = EvaluationRun.objects.select_related("suite", "model_version").order_by("-created_at", "-pk")
+    return list(runs[:RECENT_RUNS])
 
 
 @permission_required(REVIEW_VERSIONS, raise_exception=True)
