@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
+from audits import events as audit
 from registry.filters import ModelVersionFilter
 from registry.models import ModelVersion, Status, known_tiers
 from registry.views import page_size
@@ -194,6 +195,13 @@ def matrix_csv(request: HttpRequest) -> HttpResponse:
                 row += [verdict.label, "; ".join(verdict.reasons)]
             yield writer.writerow([spreadsheet_safe(str(value)) for value in row])
 
+    audit.record(
+        "export.matrix_csv",
+        actor=request.user,
+        object_type="compliance.matrixcell",
+        object_repr="compliance matrix",
+        after={"filters": {k: v for k, v in request.GET.items() if v}, "versions": len(matrix.versions)},
+    )
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     filename = f"compliance-matrix-{matrix.day.isoformat()}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -17,6 +17,7 @@ from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
+from audits import events as audit
 from compliance.models import DataClassification
 
 from .models import (
@@ -277,6 +278,7 @@ def policy_version_export(request, slug: str, fmt: str, number: str | None = Non
         return Response({"detail": "You do not have permission to read policy versions."}, status=403)
     version = _version_for(slug, number)
     name = f"{slug}-v{version.number}.{fmt}"
+    audit.record(f"export.policy_{fmt}", actor=request.user, obj=version, after={"policy_set": slug})
     if fmt == "yaml":
         response = HttpResponse(version.document, content_type="application/yaml; charset=utf-8")
     else:
