@@ -1,14 +1,18 @@
-"""Forms for proposing model versions and moving them through their lifecycle."""
+"""Forms for proposing model versions, moving them through their lifecycle, and evaluations."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
+import yaml
 from django import forms
 
+from portfolio.validation import PolicyLoader
 from steward.forms import formfield_https_urls
 
-from .models import Model, ModelVersion, known_tiers
+from .evaluation.suites import MAX_SUITE_BYTES, SuiteFormatError
+from .models import Model, ModelVersion, SuiteCategory, known_tiers
 
 MICRO = Decimal(1_000_000)
 
@@ -87,3 +91,87 @@ class TransitionForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Why? (required)"}),
         error_messages={"required": "A comment is required."},
     )
+
+
+# --- evaluations --------------------------------------------------------------------------------
+
+
+class StartRunForm(forms.Form):
+    """Which model version a suite runs against. Every version is listed, with its status; the runner
+    refuses, with its reason, those that cannot be evaluated (retired, rejected)."""
+
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Model version")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["model_version"]
+        field.queryset = ModelVersion.objects.with_related().order_by("ref")
+        field.label_from_instance = lambda v: f"{v.ref} ({v.get_status_display().lower()})"
+
+
+class SuiteImportForm(forms.Form):
+    """A suite as YAML, pasted or uploaded: Steward's format, or a promptfoo test file."""
+
+    FORMATS = [("steward", "Steward suite"), ("promptfoo", "promptfoo test file")]
+
+    yaml = forms.CharField(
+        label="YAML",
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 10, "class": "yaml-editor compact", "spellcheck": "false"}),
+    )
+    file = forms.FileField(label="…or upload a file", required=False)
+    format = forms.ChoiceField(choices=FORMATS, initial="steward")
+    name = forms.CharField(required=False, max_length=120, help_text="promptfoo: the suite's name.")
+    slug = forms.CharField(required=False, max_length=80, help_text="promptfoo: the suite's slug.")
+    category = forms.ChoiceField(choices=SuiteCategory.choices, initial=SuiteCategory.ACCURACY)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        text, upload = cleaned.get("yaml") or "", cleaned.get("file")
+        if upload is not None and text.strip():
+            raise forms.ValidationError("Paste YAML or upload a file, not both.")
+        if upload is not None:
+            if upload.size > MAX_SUITE_BYTES:
+                raise forms.ValidationError(f"The file is larger than {MAX_SUITE_BYTES // (1024 * 1024)} MB.")
+            try:
+                text = upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text.") from None
+        if not text.strip():
+            raise forms.ValidationError("Paste the suite's YAML or upload a file.")
+        cleaned["text"] = text
+        return cleaned
+
+    def located_errors(self, error: SuiteFormatError) -> list[tuple[str, int | None, str]]:
+        """The import's errors as (path, line, message); the line is found by following the path."""
+        text = self.cleaned_data["text"]
+        return [(path, yaml_line(text, path) if path else None, message) for path, message in error.errors]
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def yaml_line(text: str, path: str) -> int | None:
+    """The line of ``path`` (``cases[3].expected``) in a YAML document: of its key, or of the deepest
+    part that exists. None when the document does not parse or the path starts nowhere."""
+    try:
+        node = yaml.compose(text, Loader=PolicyLoader)  # noqa: S506 - a restricted SafeLoader
+    except (yaml.YAMLError, ValueError):
+        return None
+    line = None
+    for name, index in _PATH_PART.findall(path):
+        if isinstance(node, yaml.MappingNode) and name:
+            found = next(((key, value) for key, value in node.value if key.value == name), None)
+            if found is None:
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
+        elif isinstance(node, yaml.SequenceNode) and index:
+            position = int(index)
+            if position >= len(node.value):
+                break
+            node = node.value[position]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -9,11 +9,14 @@ one new class in ``CLIENTS``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
+import ssl
 import time
 from dataclasses import dataclass
 
+import h11
 import httpx
 
 from ..models import ModelVersion
@@ -134,6 +137,138 @@ class OpenAICompatibleClient(ChatClient):
         except (ValueError, KeyError, IndexError, TypeError):
             raise EndpointError("the endpoint's answer is not a chat completion") from None
         return text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+# --- the transport the runner uses -------------------------------------------------------------
+
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+class StreamTransport(httpx.AsyncBaseTransport):
+    """One keep-alive HTTP/1.1 connection on plain asyncio streams, for one request at a time.
+
+    The runner gives every slot of a suite's concurrency a connection of its own. httpx's default
+    transport (httpcore over anyio) spends about a millisecond of CPU on each request, this one
+    about a third of that (h11 parses the HTTP), and the CPU of one worker process is what bounds
+    how many requests it keeps in flight. Timeouts and failures surface as httpx's exceptions.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self.ssl_context = ssl_context
+        self._origin: tuple[str, str, int] | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._h11: h11.Connection | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        url = request.url
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        body = await request.aread()
+        reused = self._h11 is not None and self._origin == origin and self._h11.our_state is h11.IDLE
+        if not reused:
+            await self._connect(origin, request, timeouts.get("connect"))
+        try:
+            return await self._exchange(request, body, timeouts)
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            if not reused:
+                raise
+        # The server closed a kept-alive connection before answering: once more on a new one.
+        await self._connect(origin, request, timeouts.get("connect"))
+        return await self._exchange(request, body, timeouts)
+
+    async def _connect(self, origin: tuple[str, str, int], request: httpx.Request, timeout: float | None) -> None:
+        await self.aclose()
+        scheme, host, port = origin
+        secure = scheme == "https"
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=self.ssl_context if secure else None, server_hostname=host if secure else None
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"no connection to {host}:{port} within {timeout} s", request=request) from None
+        except (OSError, ssl.SSLError) as error:
+            raise httpx.ConnectError(str(error) or type(error).__name__, request=request) from None
+        self._origin = origin
+        self._h11 = h11.Connection(h11.CLIENT)
+
+    async def _exchange(self, request: httpx.Request, body: bytes, timeouts: dict) -> httpx.Response:
+        connection, reader, writer = self._h11, self._reader, self._writer
+        try:
+            data = connection.send(
+                h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
+            )
+            data += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), timeouts.get("write"))
+        except TimeoutError:
+            await self.aclose()
+            raise httpx.WriteTimeout("timed out sending the request", request=request) from None
+        except (OSError, h11.LocalProtocolError) as error:
+            await self.aclose()
+            raise httpx.WriteError(str(error) or type(error).__name__, request=request) from None
+        response: h11.Response | None = None
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    connection.receive_data(await asyncio.wait_for(reader.read(65536), timeouts.get("read")))
+                elif isinstance(event, h11.Response):
+                    response = event
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise httpx.RemoteProtocolError(
+                            f"the answer is larger than {MAX_RESPONSE_BYTES} bytes", request=request
+                        )
+                    chunks.append(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise httpx.RemoteProtocolError("the server closed the connection", request=request)
+        except TimeoutError:
+            await self.aclose()
+            raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from None
+        except OSError as error:
+            await self.aclose()
+            raise httpx.ReadError(str(error) or type(error).__name__, request=request) from None
+        except (h11.RemoteProtocolError, httpx.RemoteProtocolError) as error:
+            await self.aclose()
+            raise httpx.RemoteProtocolError(str(error), request=request) from None
+        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
+            connection.start_next_cycle()
+        else:
+            await self.aclose()
+        return httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks))
+
+    async def aclose(self) -> None:
+        writer, self._writer, self._reader, self._h11 = self._writer, None, None, None
+        if writer is not None:
+            writer.close()
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes tens of milliseconds: once per process, shared by every client.
+    return httpx.create_ssl_context()
+
+
+def connection_client() -> httpx.AsyncClient:
+    """An HTTP client with one connection, for one request at a time (one slot of a run's concurrency).
+
+    With a proxy in the environment, httpx's own transport goes through it; StreamTransport does not.
+    """
+    if any(os.environ.get(name) or os.environ.get(name.lower()) for name in PROXY_VARIABLES):
+        return httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), verify=ssl_context()
+        )
+    return httpx.AsyncClient(transport=StreamTransport(ssl_context()))
 
 
 CLIENTS: dict[str, type[ChatClient]] = {

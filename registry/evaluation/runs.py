@@ -37,10 +37,13 @@ from ..models import (
     Status,
 )
 from . import scorers
-from .endpoints import CLIENTS, EndpointError, client_for
+from .endpoints import CLIENTS, EndpointError, client_for, connection_client
 
 RUN_PERMISSION = "registry.run_evaluationsuite"
 CHUNK_SIZE = 100
+# A chunk holds at least this many rounds of the suite's concurrency: each chunk pays a start-up
+# (loading, connecting) and a tail (fewer requests in flight as it ends), which small chunks repeat.
+CHUNK_ROUNDS = 16
 FLUSH_EVERY_SECONDS = 0.5
 MAX_RESUMES = 1
 RUNNABLE_STATUSES = (Status.PROPOSED, Status.APPROVED, Status.RESTRICTED, Status.DEPRECATED)
@@ -148,7 +151,13 @@ def plan_run(run_id: int) -> list[list[int]]:
     if not pending:
         finish_run(run_id)
         return []
-    return [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
+    size = chunk_size(run.suite)
+    return [pending[i : i + size] for i in range(0, len(pending), size)]
+
+
+def chunk_size(suite: EvaluationSuite) -> int:
+    """Cases per chunk: CHUNK_SIZE, or CHUNK_ROUNDS rounds of the suite's concurrency when that is more."""
+    return max(CHUNK_SIZE, suite.concurrency * CHUNK_ROUNDS)
 
 
 def run_chunk(run_id: int, case_ids: list[int], base_url: str | None = None, live: bool = True) -> int:
@@ -202,26 +211,41 @@ async def _answer(run: EvaluationRun, cases: list[EvaluationCase], live: bool = 
         state["last_flush"] = time.monotonic()
         state["cancelled"] = await loop.run_in_executor(database, _save_results, run.pk, batch)
 
-    semaphore = asyncio.Semaphore(suite.concurrency)
-    limits = httpx.Limits(max_connections=suite.concurrency, max_keepalive_connections=suite.concurrency)
-    async with httpx.AsyncClient(limits=limits) as http:
-        client = client_for(version, http, timeout=settings.STEWARD_EVALUATION_TIMEOUT)
-        judge = client_for(suite.judge, http, timeout=settings.STEWARD_EVALUATION_TIMEOUT) if suite.judge else None
+    # One connection per slot of the suite's concurrency, each in a client of its own (httpx's
+    # pool does work quadratic in its connections for every request); a case takes a slot from
+    # the queue and gives it back when it is answered.
+    timeout = settings.STEWARD_EVALUATION_TIMEOUT
+    https: list[httpx.AsyncClient] = []
+    slots: asyncio.Queue = asyncio.Queue()
+    for _ in range(min(suite.concurrency, len(cases))):
+        http = connection_client()
+        judge = None
+        if suite.judge:
+            judge_http = connection_client()
+            https.append(judge_http)
+            judge = client_for(suite.judge, judge_http, timeout=timeout)
+        https.append(http)
+        slots.put_nowait((client_for(version, http, timeout=timeout), judge))
 
-        async def one(case: EvaluationCase) -> None:
-            async with semaphore:
-                if state["cancelled"]:
-                    return
-                pending.append(await _answer_case(run, suite, case, client, judge))
-            await flush()
-
+    async def one(case: EvaluationCase) -> None:
+        client, judge = await slots.get()
         try:
-            await asyncio.gather(*(one(case) for case in cases))
+            if state["cancelled"]:
+                return
+            pending.append(await _answer_case(run, suite, case, client, judge))
         finally:
-            if live:
-                await flush(force=True)
-                await loop.run_in_executor(database, _close_connection)
-            database.shutdown(wait=True)
+            slots.put_nowait((client, judge))
+        await flush()
+
+    try:
+        await asyncio.gather(*(one(case) for case in cases))
+    finally:
+        for http in https:
+            await http.aclose()
+        if live:
+            await flush(force=True)
+            await loop.run_in_executor(database, _close_connection)
+        database.shutdown(wait=True)
     return [] if live else pending
 
 
