@@ -179,12 +179,22 @@ def run_chunk(run_id: int, case_ids: list[int], base_url: str | None = None, liv
             run.model_version.base_url = base_url
             if run.suite.judge:
                 run.suite.judge.base_url = base_url
-        results = asyncio.run(_answer(run, cases, live))
+        results = _run_async(_answer(run, cases, live))
         if results:
             _save_results(run.pk, results)
     if _complete(run_id):
         finish_run(run_id)
     return len(cases)
+
+
+def _run_async(coroutine):
+    """Run a coroutine to completion, also from a thread whose event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _complete(run_id: int) -> bool:
