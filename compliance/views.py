@@ -486,7 +486,8 @@ def _classification_form(request: HttpRequest, instance: DataClassification | No
         messages.success(request, f"Classification {classification.slug} {verb}.")
         return redirect("compliance:classifications")
     status = 400 if request.method == "POST" else 200
-    return render(request, "compliance/classification_form.html", {"form": form, "instance": instance}, status=status)
+    context = {"form": form, "instance": instance, "history": history_rows(instance) if instance else None}
+    return render(request, "compliance/classification_form.html", context, status=status)
 
 
 @permission_required("compliance.add_dataclassification", raise_exception=True)

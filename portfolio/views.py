@@ -28,6 +28,7 @@ from compliance.forms import add_model_errors
 from registry.models import ModelVersion
 from registry.views import page_size
 from steward.charts import bar_chart, figure_json
+from steward.history import history_rows
 
 from .feed import fleet_rows, register_router, revoke_router
 from .forms import (
@@ -236,6 +237,7 @@ def policy_set(request: HttpRequest, slug: str) -> HttpResponse:
         "open_changes": open_changes,
         "can_propose": request.user.has_perm(PROPOSE_CHANGES),
         "is_current": True,
+        "history": history_rows(policy_set),
         **(_version_context(current) if current else {"version": None}),
     }
     return render(request, "portfolio/policy_set.html", context)
@@ -558,6 +560,7 @@ def _detail_context(
         "stale": stale,
         "published_version": PolicyVersion.objects.filter(change_request=change_request).first(),
         "activity": change_request.history.select_related("history_user").order_by("history_date", "history_id"),
+        "history": history_rows(change_request),
         "is_author": is_author,
         "can_revise": author_can_act,
         "can_submit": author_can_act and change_request.status == ChangeStatus.DRAFT,

@@ -158,4 +158,4 @@ class Command(BaseCommand):
                 self.stderr.write(f"{name} did not stop in time; killing it.")
                 process.kill()
                 process.wait()
-        self.stdout.write("Stopped web, worker and beat.")
+        self.stdout.write(f"Stopped {', '.join(processes)}.")
