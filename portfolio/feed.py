@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -128,6 +128,16 @@ def _wrong_set(slug: str) -> JsonResponse:
     return JsonResponse({"detail": f"This router token may not read or report for policy set {slug!r}."}, status=403)
 
 
+def _router_for_set(request: HttpRequest, slug: str) -> RouterIdentity | HttpResponse:
+    """The router behind the request's token, or the 401/403 answer when it may not act for ``slug``."""
+    identity = router_from_request(request)
+    if identity is None:
+        return unauthorised()
+    if identity.policy_set != slug:
+        return _wrong_set(slug)
+    return identity
+
+
 # --- releases -----------------------------------------------------------------------------------
 
 
@@ -196,11 +206,9 @@ def flush_last_seen() -> int:
 @require_GET
 def bundle(request: HttpRequest, slug: str) -> HttpResponse:
     """The current signed bundle of ``slug``: 200 with the envelope bytes, or 304 when unchanged."""
-    identity = router_from_request(request)
-    if identity is None:
-        return unauthorised()
-    if identity.policy_set != slug:
-        return _wrong_set(slug)
+    identity = _router_for_set(request, slug)
+    if isinstance(identity, HttpResponse):
+        return identity
     _saw(identity.router_id)
     release = current_release(slug)
     if release is None:
@@ -220,11 +228,9 @@ def bundle(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def status(request: HttpRequest, slug: str) -> HttpResponse:
     """A router's ACK (applied version N) or NACK (refused a bundle, with the error)."""
-    identity = router_from_request(request)
-    if identity is None:
-        return unauthorised()
-    if identity.policy_set != slug:
-        return _wrong_set(slug)
+    identity = _router_for_set(request, slug)
+    if isinstance(identity, HttpResponse):
+        return identity
     if len(request.body) > MAX_STATUS_BYTES:
         return JsonResponse({"detail": f"A status report may be at most {MAX_STATUS_BYTES} bytes."}, status=413)
     try:
@@ -349,10 +355,24 @@ def revoke_router(router: Router, by) -> None:
     transaction.on_commit(lambda: forget_token(router.token_hash))
 
 
+def _stale_before(now: dt.datetime) -> dt.datetime:
+    """Routers last seen before this moment count as stale."""
+    return now - dt.timedelta(seconds=settings.STEWARD_ROUTER_STALE_SECONDS)
+
+
+def stale_router_count(now: dt.datetime | None = None) -> int:
+    """Active routers not seen recently, counted in the database (the dashboard's figure)."""
+    before = _stale_before(now or timezone.now())
+    return (
+        Router.objects.filter(revoked_at__isnull=True)
+        .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=before))
+        .count()
+    )
+
+
 def fleet_rows(now=None) -> list[dict]:
     """Every router with how far behind its set's current version it runs and whether it is stale."""
-    now = now or timezone.now()
-    stale_after = dt.timedelta(seconds=settings.STEWARD_ROUTER_STALE_SECONDS)
+    before = _stale_before(now or timezone.now())
     current = dict(PolicyVersion.objects.values("policy_set").annotate(n=Max("number")).values_list("policy_set", "n"))
     rows = []
     for router in Router.objects.select_related("policy_set").order_by("policy_set__slug", "name"):
@@ -364,7 +384,7 @@ def fleet_rows(now=None) -> list[dict]:
                 "router": router,
                 "current": latest,
                 "behind": behind,
-                "stale": router.is_active and (seen is None or now - seen > stale_after),
+                "stale": router.is_active and (seen is None or seen < before),
                 "never_applied": router.is_active and router.applied_version is None,
             }
         )

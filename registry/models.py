@@ -149,9 +149,6 @@ class ModelVersionQuerySet(models.QuerySet):
         """Proposed versions that ``user`` may decide: everything proposed, except their own."""
         return self.filter(status=Status.PROPOSED).exclude(proposed_by=user)
 
-    def by_ref(self, ref: str) -> ModelVersion:
-        return self.with_related().get(ref=ref)
-
 
 class ModelVersion(models.Model):
     """A deployable version of a model: where it runs, what it costs, and whether it may be used.

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
-from portfolio.feed import fleet_rows
+from portfolio.feed import stale_router_count
 from portfolio.models import PUBLISH_CHANGES, REVIEW_CHANGES, ChangeRequest, ChangeStatus, Review, ReviewDecision
 from portfolio.signing import expiring_releases
 from registry.models import EvaluationRun, ModelVersion, Status, VersionTransition
@@ -102,9 +102,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "chart": _versions_by_provider_chart(),
         "violations": recent_violations(request.user),
         "expiring_releases": expiring_releases() if request.user.has_perm("portfolio.view_policyrelease") else [],
-        "stale_routers": sum(1 for row in fleet_rows() if row["stale"] and row["router"].is_active)
-        if request.user.has_perm("portfolio.view_router")
-        else 0,
+        "stale_routers": stale_router_count() if request.user.has_perm("portfolio.view_router") else 0,
         "violations_since": (timezone.now() - dt.timedelta(days=VIOLATION_PANEL_DAYS)).date(),
         "recent_runs": recent_evaluation_runs(request.user),
     }

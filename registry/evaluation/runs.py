@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import statistics
 import time
 from collections import defaultdict
 
@@ -430,13 +429,10 @@ def dispatch_due_runs(now: dt.datetime | None = None) -> list[EvaluationRun]:
     started = []
     for suite in EvaluationSuite.objects.filter(schedule_minutes__isnull=False):
         interval = dt.timedelta(minutes=suite.schedule_minutes)
-        tracked = (
-            EvaluationRun.objects.filter(suite=suite, model_version__status=Status.APPROVED)
-            .values("model_version")
-            .annotate(latest=Count("pk"))
-            .values_list("model_version", flat=True)
+        tracked = EvaluationRun.objects.filter(suite=suite, model_version__status=Status.APPROVED).values(
+            "model_version"
         )
-        for version in ModelVersion.objects.with_related().filter(pk__in=list(tracked)):
+        for version in ModelVersion.objects.with_related().filter(pk__in=tracked):
             latest = EvaluationRun.objects.filter(suite=suite, model_version=version).order_by("-created_at").first()
             if latest is not None and not latest.is_finished:
                 continue
@@ -480,7 +476,3 @@ def latest_runs(version: ModelVersion) -> list[EvaluationRun]:
             seen.add(run.suite_id)
             latest.append(run)
     return latest
-
-
-def median(values: list[int]) -> int | None:
-    return int(statistics.median(values)) if values else None

@@ -86,6 +86,8 @@ def test_stale_and_behind_routers_stand_out(seeded, client_for):
     assert "1 behind" in behind_row and "stale" in behind_row and "signature check failed" in behind_row
     assert "behind" not in current_row and "stale" not in current_row
     assert 'data-figure="fleet-chart"' in page
+    dashboard = client_for(seeded["alice"]).get("/").content.decode()
+    assert "1 router</a> has not been seen recently" in dashboard
 
 
 def test_dashboard_warns_when_a_signed_policy_is_close_to_expiry(seeded, client_for):
