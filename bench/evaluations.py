@@ -151,9 +151,12 @@ def build_data(cases: int, versions: int, concurrency: int, base_url: str):
     from django.contrib.auth.models import User
 
     from registry.evaluation.suites import SuiteSpec, save_suite
-    from registry.models import Model, ModelVersion, Provider, Status
+    from registry.models import CredentialStatus, EndpointCredential, Model, ModelVersion, Provider, Status
 
     owner = User.objects.create_superuser("evalbench", "evalbench@example.org", None)
+    EndpointCredential.objects.create(
+        env_var="DEMO_ENDPOINT_API_KEY", hosts=["127.0.0.1", "localhost"], status=CredentialStatus.APPROVED
+    )
     provider = Provider.objects.create(name="Bench demo", slug="benchdemo", regions=["local"])
     built = []
     for index in range(versions):
@@ -168,7 +171,7 @@ def build_data(cases: int, versions: int, concurrency: int, base_url: str):
                 region="local",
                 base_url=base_url,
                 provider_model_id=model_id,
-                api_key_env="STEWARD_DEMO_API_KEY",
+                api_key_env="DEMO_ENDPOINT_API_KEY",
                 input_price_micro_usd=100_000,
                 output_price_micro_usd=400_000,
                 cost_tier="small",

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 from django import forms
-from django.core.exceptions import ValidationError
 
 from registry.models import ModelVersion, Provider
 from steward.forms import formfield_https_urls
 
 from .models import Certification, CertificationHolding, DataClassification
-
-
-def add_model_errors(form: forms.Form, error: ValidationError) -> None:
-    """Attach a model's ``ValidationError`` to ``form``: by field where the form has it, else on top."""
-    if hasattr(error, "error_dict"):
-        for field, messages in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, messages)
-    else:
-        form.add_error(None, error.messages)
 
 
 def _text(label: str, required_message: str | None, placeholder: str) -> forms.CharField:

@@ -34,6 +34,7 @@ from registry.models import ModelVersion, Status, known_tiers
 from registry.views import page_size
 from steward.charts import TIER_COLOURS, bar_chart
 from steward.exports import Echo, spreadsheet_safe
+from steward.forms import add_model_errors
 from steward.history import history_rows
 
 from .alerts import EXPIRY_WARNING_DAYS
@@ -42,7 +43,6 @@ from .forms import (
     CertificationForm,
     ClassificationForm,
     HoldingForm,
-    add_model_errors,
 )
 from .matrix import CellState, Matrix, Verdict, check
 from .models import (

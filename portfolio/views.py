@@ -24,10 +24,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from compliance.forms import add_model_errors
 from registry.models import ModelVersion
 from registry.views import page_size
 from steward.charts import bar_chart, figure_json
+from steward.forms import add_model_errors
 from steward.history import history_rows
 
 from .feed import fleet_rows, register_router, revoke_router

@@ -18,6 +18,8 @@ from .evaluation.suites import SuiteFormatError, export_suite, import_suite
 from .filters import ModelVersionFilter
 from .models import (
     ACTIONS,
+    REVIEW_CREDENTIALS,
+    EndpointCredential,
     EvaluationRun,
     EvaluationSuite,
     Model,
@@ -190,6 +192,85 @@ def _lifecycle_action(action_name: str):
 
 for _name in ACTIONS:
     setattr(ModelVersionViewSet, _name, _lifecycle_action(_name))
+
+
+# --- endpoint credentials -----------------------------------------------------------------------
+
+
+class EndpointCredentialSerializer(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, allow_null=True)
+    decided_by = serializers.CharField(source="decided_by.get_username", read_only=True, allow_null=True)
+    hosts = serializers.ListField(
+        child=serializers.CharField(max_length=260),
+        allow_empty=False,
+        max_length=20,
+        error_messages={"empty": "Name at least one host the key may be sent to."},
+        help_text="Hosts the key may be sent to: host (any port) or host:port.",
+    )
+
+    class Meta:
+        model = EndpointCredential
+        fields = [
+            "id",
+            "env_var",
+            "hosts",
+            "description",
+            "status",
+            "requested_by",
+            "requested_at",
+            "decided_by",
+            "decided_at",
+            "decision_comment",
+        ]
+        read_only_fields = ["status", "requested_at", "decided_at", "decision_comment"]
+        # The domain function checks uniqueness (a rejected or revoked variable can be requested again).
+        extra_kwargs = {"env_var": {"validators": []}}
+
+    def create(self, validated_data: dict) -> EndpointCredential:
+        return EndpointCredential.request(
+            self.context["request"].user,
+            validated_data["env_var"],
+            validated_data["hosts"],
+            validated_data.get("description", ""),
+        )
+
+
+class CanReviewCredentials(BasePermission):
+    message = "Only governance officers can decide endpoint credentials."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm(REVIEW_CREDENTIALS))
+
+
+class EndpointCredentialViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """API-key variables bound to the hosts their keys may be sent to. Engineers request (POST);
+    another person, an officer, approves, rejects or revokes."""
+
+    queryset = EndpointCredential.objects.select_related("requested_by", "decided_by")
+    serializer_class = EndpointCredentialSerializer
+    filterset_fields = ["status", "env_var"]
+
+    def _decide(self, request, action_name: str) -> Response:
+        credential = self.get_object()
+        comment = request.data.get("comment", "") if isinstance(request.data, dict) else ""
+        if not isinstance(comment, str):
+            return Response({"comment": ["Must be a string."]}, status=status.HTTP_400_BAD_REQUEST)
+        credential.decide(action_name, request.user, comment)
+        return Response(self.get_serializer(credential).data)
+
+
+def _credential_action(action_name: str):
+    def handler(self, request, pk=None):
+        return self._decide(request, action_name)
+
+    handler.__name__ = action_name
+    handler.__doc__ = f"{action_name.capitalize()} the endpoint credential (officers; a comment is required)."
+    decorated = action(detail=True, methods=["post"], permission_classes=[CanReviewCredentials])(handler)
+    return extend_schema(request=comment_request, responses=EndpointCredentialSerializer)(decorated)
+
+
+for _name in ("approve", "reject", "revoke"):
+    setattr(EndpointCredentialViewSet, _name, _credential_action(_name))
 
 
 # --- evaluations --------------------------------------------------------------------------------

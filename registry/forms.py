@@ -93,6 +93,26 @@ class TransitionForm(forms.Form):
     )
 
 
+class CredentialRequestForm(forms.Form):
+    """An engineer's request to bind an API-key variable to the hosts its key may be sent to."""
+
+    env_var = forms.CharField(
+        label="Environment variable",
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. MISTRAL_API_KEY", "autocomplete": "off"}),
+        help_text="The name of the variable the workers read the key from; never the key itself.",
+    )
+    hosts = forms.CharField(
+        label="Hosts",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "api.mistral.ai"}),
+        help_text="One per line (or comma-separated): host for any port, host:port for one port.",
+    )
+    description = forms.CharField(label="Why", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_hosts(self) -> list[str]:
+        return [host.strip() for host in re.split(r"[\s,]+", self.cleaned_data["hosts"]) if host.strip()]
+
+
 # --- evaluations --------------------------------------------------------------------------------
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -29,6 +32,55 @@ env_var_validator = RegexValidator(
     r"^[A-Z_][A-Z0-9_]*$",
     "Must be an environment variable name matching [A-Z_][A-Z0-9_]* (the name, never the key itself).",
 )
+
+
+# Variables that hold Steward's own settings and secrets, or the process's: their values are never
+# sent to a model endpoint, whoever asks. ``AWS_*`` holds the process's own cloud credentials; the
+# one AWS variable that is a model endpoint's key (Bedrock's API key) is allowed by name.
+RESERVED_VARIABLE_PREFIXES = (
+    "STEWARD_",
+    "DJANGO_",
+    "CELERY_",
+    "REDIS",
+    "DATABASE",
+    "PG",
+    "AWS_",
+    "GUNICORN_",
+    "PYTHON",
+    "LD_",
+    "SSL_",
+)
+RESERVED_VARIABLE_NAMES = frozenset(
+    {
+        "SECRET_KEY",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "PATH",
+        "HOME",
+        "USER",
+        "SHELL",
+        "PWD",
+    }
+)
+ALLOWED_RESERVED_LOOKALIKES = frozenset({"AWS_BEARER_TOKEN_BEDROCK"})
+
+
+def is_reserved_variable(name: str) -> bool:
+    """True for Steward's own settings variables (and the process's), which can never hold an endpoint key."""
+    upper = name.upper()
+    if upper in ALLOWED_RESERVED_LOOKALIKES:
+        return False
+    return upper in RESERVED_VARIABLE_NAMES or upper.startswith(RESERVED_VARIABLE_PREFIXES)
+
+
+def not_reserved_variable(value: str) -> None:
+    if is_reserved_variable(value):
+        raise ValidationError(
+            f"{value} is one of Steward's own settings variables (STEWARD_*, DATABASE_URL, CELERY_*, SECRET_KEY, "
+            "REDIS*, AWS_* …); its value is never sent to a model endpoint. Use a variable of the provider's key."
+        )
 
 
 def string_list_validator(value) -> None:
@@ -170,7 +222,7 @@ class ModelVersion(models.Model):
     api_key_env = models.CharField(
         "API key environment variable",
         max_length=100,
-        validators=[env_var_validator],
+        validators=[env_var_validator, not_reserved_variable],
         help_text="The name of the environment variable that holds the API key.",
     )
     input_price_micro_usd = models.BigIntegerField(
@@ -389,6 +441,207 @@ class VersionTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version.ref}: {self.action} by {self.actor} at {self.at:%Y-%m-%d %H:%M}"
+
+
+# --- endpoint credentials -----------------------------------------------------------------------
+
+REVIEW_CREDENTIALS = "registry.review_endpointcredential"
+REQUEST_CREDENTIALS = "registry.add_endpointcredential"
+
+_HOST_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+_HOST_ENTRY = re.compile(r"^(?P<host>\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(?P<port>[0-9]{1,5}))?$")
+MAX_CREDENTIAL_HOSTS = 20
+
+
+def normalise_host(value: str) -> str:
+    """``host`` or ``host:port`` in lower case; raises ValidationError for anything else (URLs, paths, wildcards)."""
+    entry = value.strip().lower()
+    match = _HOST_ENTRY.fullmatch(entry)
+    host = match["host"] if match else ""
+    valid = bool(match) and (
+        _HOST_NAME.fullmatch(host) is not None and len(host) <= 253
+        if not host.startswith("[")
+        else _is_ipv6(host[1:-1])
+    )
+    if not valid:
+        raise ValidationError(
+            f"{value!r} is not a host: give a host such as api.openai.com, or host:port such as 127.0.0.1:8001 "
+            "(no scheme, path or wildcard)."
+        )
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
+        raise ValidationError(f"{value!r}: the port must be between 1 and 65535.")
+    return entry
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def credential_hosts_validator(value) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValidationError("Name at least one host the key may be sent to.")
+    if len(value) > MAX_CREDENTIAL_HOSTS:
+        raise ValidationError(f"At most {MAX_CREDENTIAL_HOSTS} hosts.")
+    for item in value:
+        if not isinstance(item, str):
+            raise ValidationError("Hosts must be strings.")
+        normalise_host(item)
+
+
+class CredentialStatus(models.TextChoices):
+    REQUESTED = "requested", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    REVOKED = "revoked", "Revoked"
+
+
+class EndpointCredential(models.Model):
+    """The binding of an API-key environment variable to the hosts its key may be sent to.
+
+    Steward never holds the key: the worker reads it from its environment, and attaches it to a
+    request only when this binding is approved and the request goes to one of ``hosts``. An
+    engineer requests the binding; another person, an officer, approves it. Steward's own settings
+    variables can never be bound (``is_reserved_variable``).
+    """
+
+    env_var = models.CharField(
+        "environment variable",
+        max_length=100,
+        unique=True,
+        validators=[env_var_validator, not_reserved_variable],
+        help_text="The name of the variable that holds the key, e.g. MISTRAL_API_KEY.",
+    )
+    hosts = models.JSONField(
+        validators=[credential_hosts_validator],
+        help_text="The hosts the key may be sent to: host (any port) or host:port.",
+    )
+    description = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=10, choices=CredentialStatus.choices, default=CredentialStatus.REQUESTED, editable=False
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, editable=False
+    )
+    requested_at = models.DateTimeField(default=timezone.now, editable=False)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True, editable=False
+    )
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decision_comment = models.TextField(blank=True, editable=False)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["env_var"]
+        permissions = [("review_endpointcredential", "Can approve, reject and revoke endpoint credentials")]
+
+    def __str__(self) -> str:
+        return self.env_var
+
+    def get_absolute_url(self) -> str:
+        return reverse("registry:credential", args=[self.pk])
+
+    def clean(self) -> None:
+        super().clean()
+        if isinstance(self.hosts, list):
+            try:
+                self.hosts = sorted({normalise_host(host) for host in self.hosts if isinstance(host, str)})
+            except ValidationError as error:
+                raise ValidationError({"hosts": error.messages}) from None
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == CredentialStatus.APPROVED
+
+    def allows_host(self, host: str, port: int | None) -> bool:
+        """True when a request to ``host`` on ``port`` may carry this key."""
+        host = host.lower()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal, as written in a URL
+        return any(entry == host or (port is not None and entry == f"{host}:{port}") for entry in self.hosts)
+
+    # --- actions: pages, API and the demo seed all go through these ------------------------------
+
+    @classmethod
+    def request(cls, by, env_var: str, hosts: list[str], description: str = "") -> EndpointCredential:
+        """``by`` asks for ``env_var``'s key to be sent to ``hosts``; an officer must approve.
+
+        Asking again for a rejected or revoked variable (or with other hosts for an approved one)
+        reopens it: the new hosts need a new approval before any key is sent.
+        """
+        if not by.has_perm(REQUEST_CREDENTIALS):
+            raise PermissionDenied("Only engineers and officers can request endpoint credentials.")
+        with transaction.atomic():
+            credential = cls.objects.select_for_update().filter(env_var=env_var).first()
+            before = None
+            if credential is None:
+                credential = cls(env_var=env_var)
+            else:
+                if credential.status == CredentialStatus.REQUESTED:
+                    raise ValidationError({"env_var": [f"{env_var} is already requested and awaits an officer."]})
+                before = audit.snapshot(credential, ["hosts", "status", "description"])
+            credential.hosts = hosts
+            credential.description = (description or "").strip()
+            credential.status = CredentialStatus.REQUESTED
+            credential.requested_by = by
+            credential.requested_at = timezone.now()
+            credential.decided_by, credential.decided_at, credential.decision_comment = None, None, ""
+            credential.full_clean(validate_unique=credential.pk is None)
+            credential._history_user = by
+            credential._change_reason = "requested"
+            credential.save()
+            audit.record(
+                "endpoint_credential.request",
+                actor=by,
+                obj=credential,
+                before=before,
+                after=audit.snapshot(credential, ["env_var", "hosts", "status", "description"]),
+            )
+        return credential
+
+    def decide(self, action: str, by, comment: str) -> None:
+        """Approve, reject or revoke on behalf of ``by`` (an officer who did not request it), with a comment."""
+        targets = {
+            "approve": (CredentialStatus.REQUESTED, CredentialStatus.APPROVED),
+            "reject": (CredentialStatus.REQUESTED, CredentialStatus.REJECTED),
+            "revoke": (CredentialStatus.APPROVED, CredentialStatus.REVOKED),
+        }
+        if action not in targets:
+            raise ValidationError({"action": [f"Unknown action {action!r}; use approve, reject or revoke."]})
+        comment = (comment or "").strip()
+        if not comment:
+            raise ValidationError({"comment": [f"A comment is required to {action} an endpoint credential."]})
+        if not by.has_perm(REVIEW_CREDENTIALS):
+            raise PermissionDenied("Only governance officers can decide endpoint credentials.")
+        required, target = targets[action]
+        with transaction.atomic():
+            current = EndpointCredential.objects.select_for_update().get(pk=self.pk)
+            if action != "revoke" and current.requested_by_id == by.pk:
+                raise PermissionDenied(
+                    f"{by.get_username()} requested {current.env_var} and cannot {action} it; another officer must."
+                )
+            if current.status != required:
+                raise ValidationError(
+                    {"status": [f"Cannot {action} {current.env_var}: it is {current.get_status_display().lower()}."]}
+                )
+            before = current.status
+            current.status = target
+            current.decided_by, current.decided_at, current.decision_comment = by, timezone.now(), comment
+            current._history_user = by
+            current._change_reason = f"{action}: {comment}"
+            current.save()
+            audit.record(
+                f"endpoint_credential.{action}",
+                actor=by,
+                obj=current,
+                before={"status": before},
+                after={"status": target, "hosts": current.hosts},
+                comment=comment,
+            )
+        self.refresh_from_db()
 
 
 # --- evaluations --------------------------------------------------------------------------------

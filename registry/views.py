@@ -18,9 +18,11 @@ from django.views.decorators.http import require_POST
 
 from portfolio.models import PROPOSE_CHANGES, PolicySet, Task
 from steward.charts import figure_json
+from steward.forms import add_model_errors
 from steward.history import history_rows
 from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
 
+from .evaluation.endpoints import BoundKey, CredentialRefused, bind_key
 from .evaluation.recommendations import (
     DEFAULT_TOLERANCE_BP,
     Standing,
@@ -32,9 +34,12 @@ from .evaluation.recommendations import (
 from .evaluation.runs import RUN_PERMISSION, cancel_run, latest_runs, start_run
 from .evaluation.suites import MANAGE_SUITES, SuiteFormatError, import_suite
 from .filters import ModelVersionFilter
-from .forms import ProposeVersionForm, StartRunForm, SuiteImportForm, TransitionForm
+from .forms import CredentialRequestForm, ProposeVersionForm, StartRunForm, SuiteImportForm, TransitionForm
 from .models import (
     ACTIONS,
+    REQUEST_CREDENTIALS,
+    REVIEW_CREDENTIALS,
+    EndpointCredential,
     EvaluationCase,
     EvaluationRun,
     EvaluationSuite,
@@ -69,9 +74,19 @@ def version_list(request: HttpRequest) -> HttpResponse:
     return render(request, "registry/version_list.html", context)
 
 
+def key_binding(version: ModelVersion) -> str:
+    """Why evaluations of ``version`` may not send its key ("" when they may)."""
+    try:
+        bind_key(version)
+    except CredentialRefused as error:
+        return str(error)
+    return ""
+
+
 def _detail_context(version: ModelVersion, form: TransitionForm | None = None) -> dict:
     return {
         "version": version,
+        "key_refusal": key_binding(version),
         "transitions": version.transitions.select_related("actor"),
         "history": history_rows(version),
         "actions": version.allowed_actions(),
@@ -121,6 +136,78 @@ def propose_version(request: HttpRequest) -> HttpResponse:
             return redirect(version)
     status = 400 if request.method == "POST" else 200
     return render(request, "registry/propose.html", {"form": form}, status=status)
+
+
+# --- endpoint credentials -----------------------------------------------------------------------
+
+VIEW_CREDENTIALS = "registry.view_endpointcredential"
+
+
+@permission_required(VIEW_CREDENTIALS, raise_exception=True)
+def credential_list(request: HttpRequest) -> HttpResponse:
+    """Every API-key variable with the hosts it is bound to; engineers request new bindings here."""
+    form = CredentialRequestForm(request.POST or None)
+    if request.method == "POST":
+        if not request.user.has_perm(REQUEST_CREDENTIALS):
+            raise PermissionDenied("Only engineers and officers can request endpoint credentials.")
+        if form.is_valid():
+            try:
+                credential = EndpointCredential.request(
+                    request.user,
+                    form.cleaned_data["env_var"],
+                    form.cleaned_data["hosts"],
+                    form.cleaned_data["description"],
+                )
+            except ValidationError as error:
+                add_model_errors(form, error)
+            else:
+                messages.success(request, f"{credential.env_var} requested; an officer other than you will decide.")
+                return redirect(credential)
+    credentials = EndpointCredential.objects.select_related("requested_by", "decided_by")
+    context = {"form": form, "credentials": credentials, "can_request": request.user.has_perm(REQUEST_CREDENTIALS)}
+    return render(request, "registry/credential_list.html", context, status=400 if form.errors else 200)
+
+
+def _credential_context(credential: EndpointCredential, form: TransitionForm | None = None) -> dict:
+    versions = ModelVersion.objects.with_related().filter(api_key_env=credential.env_var).order_by("ref")
+    return {
+        "credential": credential,
+        "versions": [
+            (version, credential.is_approved and credential_covers(credential, version)) for version in versions
+        ],
+        "history": history_rows(credential),
+        "form": form or TransitionForm(),
+        "actions": {"requested": ["approve", "reject"], "approved": ["revoke"]}.get(credential.status, []),
+    }
+
+
+def credential_covers(credential: EndpointCredential, version: ModelVersion) -> bool:
+    return BoundKey(credential.env_var, tuple(credential.hosts), "").allows(version.base_url)
+
+
+@permission_required(VIEW_CREDENTIALS, raise_exception=True)
+def credential_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    credential = get_object_or_404(EndpointCredential.objects.select_related("requested_by", "decided_by"), pk=pk)
+    return render(request, "registry/credential_detail.html", _credential_context(credential))
+
+
+@require_POST
+@permission_required(REVIEW_CREDENTIALS, raise_exception=True)
+def credential_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    credential = get_object_or_404(EndpointCredential.objects.select_related("requested_by", "decided_by"), pk=pk)
+    form = TransitionForm(request.POST)
+    if form.is_valid():
+        try:
+            credential.decide(action, request.user, form.cleaned_data["comment"])
+        except ValidationError as error:
+            for message in error.messages:
+                form.add_error(None, message)
+        except PermissionDenied as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"{credential.env_var} is now {credential.get_status_display().lower()}.")
+            return redirect(credential)
+    return render(request, "registry/credential_detail.html", _credential_context(credential, form), status=400)
 
 
 # --- evaluations --------------------------------------------------------------------------------

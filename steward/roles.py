@@ -43,6 +43,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "portfolio.change_policyset",
         "portfolio.manage_router",
         "registry.run_evaluationsuite",
+        "registry.add_endpointcredential",
+        "registry.review_endpointcredential",
     ],
     ENGINEERS: [
         "registry.add_modelversion",
@@ -53,6 +55,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "registry.run_evaluationsuite",
         "registry.add_evaluationsuite",
         "registry.change_evaluationsuite",
+        "registry.add_endpointcredential",
     ],
     AUDITORS: [],
 }

@@ -19,6 +19,7 @@ router.trailing_slash = "/?"
 router.register("providers", registry_api.ProviderViewSet, basename="provider")
 router.register("models", registry_api.ModelViewSet, basename="model")
 router.register("model-versions", registry_api.ModelVersionViewSet, basename="modelversion")
+router.register("endpoint-credentials", registry_api.EndpointCredentialViewSet, basename="endpointcredential")
 router.register("evaluation-suites", registry_api.EvaluationSuiteViewSet, basename="evaluationsuite")
 router.register("evaluation-runs", registry_api.EvaluationRunViewSet, basename="evaluationrun")
 router.register("certifications", compliance_api.CertificationViewSet, basename="certification")

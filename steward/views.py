@@ -23,7 +23,15 @@ from compliance.alerts import open_alerts
 from portfolio.feed import stale_router_count
 from portfolio.models import PUBLISH_CHANGES, REVIEW_CHANGES, ChangeRequest, ChangeStatus, Review, ReviewDecision
 from portfolio.signing import expiring_releases
-from registry.models import EvaluationRun, ModelVersion, Status, VersionTransition
+from registry.models import (
+    REVIEW_CREDENTIALS,
+    CredentialStatus,
+    EndpointCredential,
+    EvaluationRun,
+    ModelVersion,
+    Status,
+    VersionTransition,
+)
 
 from .charts import STATUS_COLOURS, bar_chart
 from .models import ApiToken
@@ -130,8 +138,17 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
     ready = []
     if request.user.has_perm(PUBLISH_CHANGES):
         ready = ChangeRequest.objects.filter(status=ChangeStatus.APPROVED).select_related("policy_set", "author")
+    credentials = []
+    if request.user.has_perm(REVIEW_CREDENTIALS):
+        credentials = (
+            EndpointCredential.objects.filter(status=CredentialStatus.REQUESTED)
+            .exclude(requested_by=request.user)
+            .select_related("requested_by")
+            .order_by("requested_at")
+        )
     context = {
         "pending": others,
+        "pending_credentials": credentials,
         "own": mine,
         "pending_changes": change_requests_awaiting(request.user),
         "ready_to_publish": ready,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import itertools
 
-from registry.models import Model, ModelVersion, Provider, Status, VersionTransition
+from registry.models import (
+    CredentialStatus,
+    EndpointCredential,
+    Model,
+    ModelVersion,
+    Provider,
+    Status,
+    VersionTransition,
+)
 
 _counter = itertools.count(1)
 
@@ -66,3 +74,13 @@ def make_versions(count: int, proposed_by, **fields) -> list[ModelVersion]:
         )
         for i in range(count)
     ]
+
+
+def approved_credential(
+    env_var: str = "DEMO_ENDPOINT_API_KEY", hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> EndpointCredential:
+    """An approved binding of ``env_var`` to ``hosts``, saved directly (no review): for test data only."""
+    credential, _ = EndpointCredential.objects.update_or_create(
+        env_var=env_var, defaults={"hosts": list(hosts), "status": CredentialStatus.APPROVED}
+    )
+    return credential

@@ -11,10 +11,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 
-from ..models import EvaluationRun, EvaluationSuite, Model, ModelVersion, Provider, RunTrigger
+from ..models import EndpointCredential, EvaluationRun, EvaluationSuite, Model, ModelVersion, Provider, RunTrigger
 from .demo_server import start_in_thread
 from .runs import run_inline, start_run
 from .suites import SuiteSpec, save_suite
+
+# The demo endpoint needs no key; its variable is registered (bound to this machine) like any other.
+DEMO_KEY_VARIABLE = "DEMO_ENDPOINT_API_KEY"
 
 DEMO_PROVIDER = {
     "slug": "demo",
@@ -229,6 +232,14 @@ def seed_demo_models(users: dict[str, AbstractUser]) -> int:
         provider.full_clean()
         provider._history_user = users["bob"]
         provider.save()
+    if not EndpointCredential.objects.filter(env_var=DEMO_KEY_VARIABLE).exists():
+        credential = EndpointCredential.request(
+            users["bob"],
+            DEMO_KEY_VARIABLE,
+            ["127.0.0.1", "localhost"],
+            "Steward's demo model endpoint, on this machine.",
+        )
+        credential.decide("approve", users["alice"], "The demo endpoint runs on this machine; no real key exists.")
     for provider_id, slug, name, input_price, output_price in DEMO_MODELS:
         model = Model.objects.filter(provider=provider, slug=slug).first()
         if model is None:
@@ -254,7 +265,7 @@ def seed_demo_models(users: dict[str, AbstractUser]) -> int:
             endpoint_kind="openai-compatible",
             base_url=demo_base_url(),
             provider_model_id=provider_id,
-            api_key_env="STEWARD_DEMO_API_KEY",
+            api_key_env=DEMO_KEY_VARIABLE,
             input_price_micro_usd=input_price,
             output_price_micro_usd=output_price,
             cost_tier="small",

@@ -14,12 +14,13 @@ import os
 import random
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import h11
 import httpx
 
-from ..models import ModelVersion
+from ..models import EndpointCredential, ModelVersion, is_reserved_variable
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -48,14 +49,83 @@ def cost_micro_usd(version: ModelVersion, input_tokens: int, output_tokens: int)
     return -(-total // 1_000_000)
 
 
+class CredentialRefused(EndpointError):
+    """The version's API key may not be sent where its endpoint points: nothing was sent."""
+
+
+@dataclass(frozen=True)
+class BoundKey:
+    """An API key read from the environment, with the hosts an officer approved sending it to.
+
+    ``authorization(url)`` is asked for every request, so a key never leaves for another host,
+    whatever the URL (a changed base URL, an override, a redirect followed by someone's code).
+    """
+
+    env_var: str
+    hosts: tuple[str, ...]
+    value: str = field(repr=False)
+
+    def allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return False
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return any(entry == host or entry == f"{host}:{port}" for entry in self.hosts)
+
+    def authorization(self, url: str) -> dict[str, str]:
+        if not self.allows(url):
+            raise CredentialRefused(refusal_for_host(self.env_var, self.hosts, url))
+        return {"Authorization": f"Bearer {self.value}"} if self.value else {}
+
+
+def refusal_for_host(env_var: str, hosts, url: str) -> str:
+    host = urlsplit(url).netloc or url
+    return f"{env_var} may be sent only to {', '.join(hosts)}; this endpoint is on {host}, so nothing was sent"
+
+
+def bind_key(version: ModelVersion, base_url: str | None = None) -> BoundKey:
+    """The version's API key, bound to the hosts its variable is approved for (a database read).
+
+    Raises CredentialRefused, naming the variable and the host, when the variable is one of
+    Steward's own, is not registered, is not approved, or does not cover the endpoint's host.
+    """
+    env_var = version.api_key_env
+    url = base_url or version.base_url
+    if is_reserved_variable(env_var):
+        raise CredentialRefused(
+            f"{env_var} is one of Steward's own settings variables; its value is never sent to a model endpoint "
+            f"(endpoint {urlsplit(url).netloc or url}), so nothing was sent"
+        )
+    credential = EndpointCredential.objects.filter(env_var=env_var).first()
+    if credential is None:
+        raise CredentialRefused(
+            f"{env_var} is not a registered endpoint credential: register it with the hosts its key may be sent to "
+            f"and have an officer approve it (endpoint {urlsplit(url).netloc or url}); nothing was sent"
+        )
+    if not credential.is_approved:
+        raise CredentialRefused(
+            f"the endpoint credential {env_var} is {credential.get_status_display().lower()}, not approved "
+            f"(endpoint {urlsplit(url).netloc or url}); nothing was sent"
+        )
+    key = BoundKey(env_var, tuple(credential.hosts), os.environ.get(env_var, ""))
+    if not key.allows(url):
+        raise CredentialRefused(refusal_for_host(env_var, credential.hosts, url))
+    return key
+
+
 class ChatClient:
-    """Base class: retries and accounting; subclasses say how to call their kind of endpoint."""
+    """Base class: retries and accounting; subclasses say how to call their kind of endpoint.
+
+    ``key`` is the version's bound key (``bind_key``); without one, requests carry no key at all.
+    """
 
     def __init__(
         self,
         version: ModelVersion,
         http: httpx.AsyncClient,
         *,
+        key: BoundKey | None = None,
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.25,
@@ -63,11 +133,14 @@ class ChatClient:
     ) -> None:
         self.version = version
         self.http = http
+        self.key = key
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.max_tokens = max_tokens
-        self.api_key = os.environ.get(version.api_key_env, "")
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        return self.key.authorization(url) if self.key is not None else {}
 
     async def _call(self, messages: list[dict]) -> tuple[str, int, int]:
         raise NotImplementedError
@@ -117,17 +190,23 @@ class OpenAICompatibleClient(ChatClient):
     """``POST {base_url}/chat/completions`` as OpenAI and many gateways and local servers speak it."""
 
     async def _call(self, messages: list[dict]) -> tuple[str, int, int]:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         body = {"model": self.version.provider_model_id, "messages": messages, "max_tokens": self.max_tokens}
         url = self.version.base_url.rstrip("/") + "/chat/completions"
+        headers = self.headers_for(url)
         try:
-            response = await self.http.post(url, json=body, headers=headers, timeout=self.timeout)
+            # Redirects are never followed: a key bound to one host must not be replayed to another.
+            response = await self.http.post(
+                url, json=body, headers=headers, timeout=self.timeout, follow_redirects=False
+            )
         except httpx.TimeoutException:
             raise _Retryable(f"timeout after {self.timeout:g} s") from None
         except httpx.TransportError as error:
             raise _Retryable(f"cannot reach {url}: {type(error).__name__}") from None
         if response.status_code in RETRY_STATUSES:
             raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("Location", "")
+            raise EndpointError(f"HTTP {response.status_code}: redirects are not followed (to {location[:200]!r})")
         if response.status_code >= 400:
             raise EndpointError(f"HTTP {response.status_code}: {response.text[:200]}")
         try:

@@ -36,7 +36,15 @@ from ..models import (
     Status,
 )
 from . import scorers
-from .endpoints import CLIENTS, EndpointError, client_for, connection_client
+from .endpoints import (
+    CLIENTS,
+    BoundKey,
+    CredentialRefused,
+    EndpointError,
+    bind_key,
+    client_for,
+    connection_client,
+)
 
 RUN_PERMISSION = "registry.run_evaluationsuite"
 CHUNK_SIZE = 100
@@ -94,6 +102,7 @@ def start_run(
     if by is not None and not by.has_perm(RUN_PERMISSION):
         raise PermissionDenied("Only engineers and officers can start evaluation runs.")
     check_runnable(suite, version)
+    refusal = credential_refusal(suite, version)
     with transaction.atomic():
         run = EvaluationRun.objects.create(
             suite=suite, model_version=version, trigger=trigger, requested_by=by, total=suite.cases.count()
@@ -104,11 +113,32 @@ def start_run(
             obj=run,
             after={"suite": suite.slug, "model_version": version.ref, "trigger": trigger, "cases": run.total},
         )
-        if dispatch:
+        if refusal:
+            # Fails at once, with the reason on its page: no worker takes it, no request leaves.
+            fail_run(run, refusal)
+            run.refresh_from_db()
+        elif dispatch:
             from ..tasks import execute_run
 
             transaction.on_commit(lambda: execute_run.delay(run.pk))
     return run
+
+
+def bound_keys(suite: EvaluationSuite, version: ModelVersion, base_url: str | None = None) -> dict[int, BoundKey]:
+    """The keys of the version (and the suite's judge) bound to their hosts; raises CredentialRefused."""
+    keys = {version.pk: bind_key(version, base_url)}
+    if suite.judge is not None:
+        keys[suite.judge.pk] = bind_key(suite.judge, base_url)
+    return keys
+
+
+def credential_refusal(suite: EvaluationSuite, version: ModelVersion) -> str:
+    """Why the run's requests may not carry their keys ("" when they may)."""
+    try:
+        bound_keys(suite, version)
+    except CredentialRefused as error:
+        return str(error)
+    return ""
 
 
 def cancel_run(run: EvaluationRun, by) -> None:
@@ -178,7 +208,13 @@ def run_chunk(run_id: int, case_ids: list[int], base_url: str | None = None, liv
             run.model_version.base_url = base_url
             if run.suite.judge:
                 run.suite.judge.base_url = base_url
-        results = _run_async(_answer(run, cases, live))
+        try:
+            # Checked again here: a credential may have been revoked since the run was started.
+            keys = bound_keys(run.suite, run.model_version)
+        except CredentialRefused as error:
+            fail_run(run, str(error))
+            return 0
+        results = _run_async(_answer(run, cases, keys, live))
         if results:
             _save_results(run.pk, results)
     if _complete(run_id):
@@ -201,7 +237,9 @@ def _complete(run_id: int) -> bool:
     return not run.is_finished and CaseResult.objects.filter(run_id=run_id).count() >= run.total
 
 
-async def _answer(run: EvaluationRun, cases: list[EvaluationCase], live: bool = True) -> list[CaseResult]:
+async def _answer(
+    run: EvaluationRun, cases: list[EvaluationCase], keys: dict[int, BoundKey], live: bool = True
+) -> list[CaseResult]:
     """Ask and score every case; returns the results not saved yet (all of them when not ``live``)."""
     suite, version = run.suite, run.model_version
     # The ORM is synchronous: every database call of this loop goes to one thread of its own.
@@ -232,9 +270,9 @@ async def _answer(run: EvaluationRun, cases: list[EvaluationCase], live: bool = 
         if suite.judge:
             judge_http = connection_client()
             https.append(judge_http)
-            judge = client_for(suite.judge, judge_http, timeout=timeout)
+            judge = client_for(suite.judge, judge_http, key=keys[suite.judge.pk], timeout=timeout)
         https.append(http)
-        slots.put_nowait((client_for(version, http, timeout=timeout), judge))
+        slots.put_nowait((client_for(version, http, key=keys[version.pk], timeout=timeout), judge))
 
     async def one(case: EvaluationCase) -> None:
         client, judge = await slots.get()

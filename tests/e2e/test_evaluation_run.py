@@ -12,7 +12,8 @@ from playwright.sync_api import Page, expect
 from registry.evaluation.demo_server import start_in_thread
 from registry.models import EvaluationRun, RunStatus
 from steward.celery import app
-from tests.registry.test_evaluation_runs import celery_worker, demo_version, make_suite
+from tests.registry.test_evaluation_runs import demo_version, make_suite
+from tests.workers import celery_worker
 
 PASSWORD = "correct-horse-battery"
 

@@ -25,7 +25,7 @@ from registry.evaluation.recommendations import Standing, pareto_frontier, revie
 from registry.evaluation.runs import dispatch_due_runs, run_inline
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger, Status
-from tests.factories import make_model, make_provider, make_version
+from tests.factories import approved_credential, make_model, make_provider, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -64,12 +64,13 @@ def make_suite(slug: str = "triage", cases: int = 3, **fields) -> EvaluationSuit
 
 
 def demo_version(owner, model_id: str = "demo-swift", status: str = Status.APPROVED, **fields):
+    approved_credential(hosts=("api.example.com", "127.0.0.1", "localhost"))
     return make_version(
         owner,
         model=make_model(provider=make_provider(), slug=model_id),
         status=status,
         provider_model_id=model_id,
-        api_key_env="STEWARD_DEMO_API_KEY",
+        api_key_env="DEMO_ENDPOINT_API_KEY",
         **fields,
     )
 

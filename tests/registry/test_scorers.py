@@ -169,7 +169,7 @@ def test_llm_judge_with_the_demo_judge_over_http() -> None:
     judge = ModelVersion(
         base_url=server.url,
         provider_model_id="demo-judge",
-        api_key_env="STEWARD_DEMO_API_KEY",
+        api_key_env="DEMO_ENDPOINT_API_KEY",
         input_price_micro_usd=0,
         output_price_micro_usd=0,
     )

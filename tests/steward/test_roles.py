@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from registry.models import ModelVersion, Provider, Status
+from registry.models import EndpointCredential, ModelVersion, Provider, Status
 from steward.models import ApiToken
 
 ROLES = ("anonymous", "erin", "alice", "bob", "dave", "root")
@@ -30,6 +30,7 @@ PROPOSE_PAGE = {"anonymous": "login", "erin": 403, "alice": 403, "bob": 200, "da
 PROPOSE_POST = {"anonymous": "login", "erin": 403, "alice": 403, "bob": 302, "dave": 403, "root": 302}
 APPROVE_POST = {"anonymous": "login", "erin": 403, "alice": 302, "bob": 403, "dave": 403, "root": 302}
 REVIEW_PAGE = {"anonymous": "login", "erin": 403, "alice": 200, "bob": 403, "dave": 403, "root": 200}
+REQUEST_CREDENTIAL_POST = {"anonymous": "login", "erin": 403, "alice": 302, "bob": 302, "dave": 403, "root": 302}
 SIGNED_IN_ONLY = {"anonymous": "login", "erin": 200, "alice": 200, "bob": 200, "dave": 200, "root": 200}
 # Django's admin sends everyone but staff to its own login page.
 ADMIN = {"anonymous": "admin-login", "erin": "admin-login", "alice": "admin-login", "bob": "admin-login"}
@@ -100,6 +101,10 @@ def _status_is(status: str) -> Callable[[ModelVersion], bool]:
     return check
 
 
+def _credential_requested(version: ModelVersion) -> bool:
+    return EndpointCredential.objects.filter(env_var="MISTRAL_API_KEY").exists()
+
+
 def _provider_added(version: ModelVersion) -> bool:
     return Provider.objects.filter(slug="anthropic").exists()
 
@@ -119,6 +124,15 @@ PAGES = [
         _status_is(Status.APPROVED),
     ),
     Endpoint("approvals inbox", "get", lambda v: "/approvals/", REVIEW_PAGE),
+    Endpoint("endpoint credentials", "get", lambda v: "/registry/credentials/", READ),
+    Endpoint(
+        "request credential",
+        "post",
+        lambda v: "/registry/credentials/",
+        REQUEST_CREDENTIAL_POST,
+        lambda v: {"env_var": "MISTRAL_API_KEY", "hosts": "api.mistral.ai"},
+        _credential_requested,
+    ),
     Endpoint("profile", "get", lambda v: "/profile/", SIGNED_IN_ONLY),
     Endpoint("api docs", "get", lambda v: "/api/docs/", SIGNED_IN_ONLY),
     Endpoint("admin", "get", lambda v: "/admin/", ADMIN),
@@ -130,6 +144,16 @@ API = [
     Endpoint("model versions", "get", lambda v: "/api/v1/model-versions", API_READ),
     Endpoint("model version", "get", lambda v: f"/api/v1/model-versions/{v.pk}", API_READ),
     Endpoint("schema", "get", lambda v: "/api/schema/", API_SCHEMA),
+    Endpoint("endpoint credentials", "get", lambda v: "/api/v1/endpoint-credentials", API_READ),
+    Endpoint(
+        "request credential",
+        "post",
+        lambda v: "/api/v1/endpoint-credentials",
+        API_ADD_PROVIDER,
+        lambda v: {"env_var": "MISTRAL_API_KEY", "hosts": ["api.mistral.ai"]},
+        _credential_requested,
+        True,
+    ),
     Endpoint("propose", "post", lambda v: "/api/v1/model-versions", API_PROPOSE, _proposal_json, _proposed_2501, True),
     Endpoint(
         "approve",
