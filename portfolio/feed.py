@@ -42,6 +42,7 @@ MEMORY_ENTRIES = 10_000
 class RouterIdentity:
     router_id: int
     policy_set: str
+    expires_at: float | None = None  # the token's expiry as a Unix time; None: it does not expire
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,30 @@ def identify(raw_token: str) -> RouterIdentity | None:
     now = time.monotonic()
     remembered = _tokens.get(token_hash)
     if remembered is not None and remembered[0] > now:
-        return remembered[1]
+        return _unexpired(remembered[1])
     key = f"feed:token:{token_hash}"
     identity = cache.get(key, _MISSING)
     if identity is _MISSING:
         router = (
             Router.objects.filter(token_hash=token_hash, revoked_at__isnull=True)
-            .values_list("pk", "policy_set__slug")
+            .values_list("pk", "policy_set__slug", "token_expires_at")
             .first()
         )
-        identity = RouterIdentity(*router) if router else None
+        identity = (
+            RouterIdentity(router[0], router[1], router[2].timestamp() if router[2] else None) if router else None
+        )
         cache.set(key, identity, _shared_cache_seconds())
     with _lock:
         if len(_tokens) > MEMORY_ENTRIES:
             _tokens.clear()  # many unknown tokens: someone is guessing; start again rather than grow
         _tokens[token_hash] = (now + TOKEN_MEMORY_SECONDS, identity)
+    return _unexpired(identity)
+
+
+def _unexpired(identity: RouterIdentity | None) -> RouterIdentity | None:
+    """An expired token is refused at once, whatever the caches remember."""
+    if identity is not None and identity.expires_at is not None and identity.expires_at <= time.time():
+        return None
     return identity
 
 
@@ -314,11 +324,17 @@ def trust_root_version(request: HttpRequest, version: int) -> HttpResponse:
     return _root_response(TrustRoot.objects.filter(version=version).first(), request)
 
 
-def register_router(policy_set: PolicySet, name: str, by, description: str = "") -> tuple[Router, str]:
-    """Register a router for ``policy_set``; returns it with its token, which is shown only once."""
+def register_router(
+    policy_set: PolicySet, name: str, by, description: str = "", expires_in_days: int | None = None
+) -> tuple[Router, str]:
+    """Register a router for ``policy_set``; returns it with its token, which is shown only once.
+
+    ``expires_in_days`` bounds the token's life (None: until revoked).
+    """
     if by is not None and not by.has_perm("portfolio.manage_router"):
         raise PermissionDenied("Only governance officers can register routers.")
     raw = new_router_token()
+    now = timezone.now()
     router = Router(
         name=name,
         policy_set=policy_set,
@@ -326,6 +342,8 @@ def register_router(policy_set: PolicySet, name: str, by, description: str = "")
         token_prefix=raw[:10],
         description=description,
         created_by=by,
+        created_at=now,
+        token_expires_at=now + dt.timedelta(days=expires_in_days) if expires_in_days else None,
     )
     router.full_clean()
     router._history_user = by
@@ -335,7 +353,11 @@ def register_router(policy_set: PolicySet, name: str, by, description: str = "")
             "router.token_issue",
             actor=by,
             obj=router,
-            after={"policy_set": policy_set.slug, "token_prefix": router.token_prefix},
+            after={
+                "policy_set": policy_set.slug,
+                "token_prefix": router.token_prefix,
+                "token_expires_at": router.token_expires_at,
+            },
         )
     return router, raw
 
@@ -362,9 +384,11 @@ def _stale_before(now: dt.datetime) -> dt.datetime:
 
 def stale_router_count(now: dt.datetime | None = None) -> int:
     """Active routers not seen recently, counted in the database (the dashboard's figure)."""
-    before = _stale_before(now or timezone.now())
+    now = now or timezone.now()
+    before = _stale_before(now)
     return (
         Router.objects.filter(revoked_at__isnull=True)
+        .filter(Q(token_expires_at__isnull=True) | Q(token_expires_at__gt=now))
         .filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=before))
         .count()
     )

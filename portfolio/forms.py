@@ -126,3 +126,10 @@ class RouterForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="e.g. edge-eu-1 (lower case, digits, dots, hyphens)")
     policy_set = forms.ModelChoiceField(queryset=PolicySet.objects.all(), to_field_name="slug")
     description = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "where it runs"}))
+    expires_in_days = forms.TypedChoiceField(
+        label="Token expires after",
+        choices=[("", "never (until revoked)"), ("90", "90 days"), ("365", "a year")],
+        coerce=int,
+        empty_value=None,
+        required=False,
+    )

@@ -714,6 +714,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
                     form.cleaned_data["name"],
                     request.user,
                     form.cleaned_data["description"],
+                    form.cleaned_data["expires_in_days"],
                 )
             except ValidationError as error:
                 add_model_errors(form, error)

@@ -22,7 +22,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from error
         user = ApiToken.user_for(raw)
         if user is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
         return (user, raw)
 
     def authenticate_header(self, request) -> str:

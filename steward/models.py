@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
@@ -26,6 +27,7 @@ class ApiToken(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the token does not expire.")
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -35,35 +37,55 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
-        """Create a token for ``user``; returns the row and the raw token, which is never stored."""
+    def issue(cls, user, name: str, expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+        """Create a token for ``user``, valid for ``expires_in_days`` (None: until revoked); returns the
+        row and the raw token, which is never stored."""
         from audits.events import record
 
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = timezone.now()
+        expires_at = now + dt.timedelta(days=expires_in_days) if expires_in_days else None
         with transaction.atomic():
-            token = cls.objects.create(user=user, name=name, prefix=raw[:12], token_hash=hash_token(raw))
-            record("api_token.issue", actor=user, obj=token, after={"name": name, "prefix": token.prefix})
+            token = cls.objects.create(
+                user=user,
+                name=name,
+                prefix=raw[:12],
+                token_hash=hash_token(raw),
+                created_at=now,
+                expires_at=expires_at,
+            )
+            record(
+                "api_token.issue",
+                actor=user,
+                obj=token,
+                after={"name": name, "prefix": token.prefix, "expires_at": expires_at},
+            )
         return token, raw
 
     @classmethod
     def user_for(cls, raw: str):
-        """The active user a raw token belongs to, or None."""
+        """The active user a raw token belongs to, or None (unknown, revoked or expired)."""
+        now = timezone.now()
         token = (
             cls.objects.select_related("user")
             .filter(token_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
+            .filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
             .first()
         )
         if token is None:
             return None
-        now = timezone.now()
         # Record use at most once a minute, not on every request.
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
 
     def revoke(self, by=None) -> None:
         from audits.events import record

@@ -156,15 +156,26 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
     return render(request, "approvals.html", context)
 
 
+TOKEN_LIFETIMES = [("30", "30 days"), ("90", "90 days"), ("365", "a year"), ("", "never (until revoked)")]
+
+
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'CI pipeline'.")
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires after",
+        choices=TOKEN_LIFETIMES,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        initial="90",
+    )
 
 
 def profile(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
-        _, new_token = ApiToken.issue(request.user, form.cleaned_data["name"])
+        _, new_token = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"])
         form = TokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
     response = render(request, "profile.html", {"form": form, "tokens": tokens, "new_token": new_token})

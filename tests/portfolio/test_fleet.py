@@ -66,6 +66,50 @@ def test_revoke_needs_an_officer_and_stops_the_token(seeded, client_for, client)
     assert response.status_code == 401
 
 
+def test_a_router_token_with_an_expiry_stops_pulling_when_it_expires(seeded, client_for, client):
+    from portfolio import feed
+
+    response = client_for(seeded["alice"]).post(
+        "/policies/fleet/", {"name": "edge-short", "policy_set": "production", "expires_in_days": "90"}
+    )
+    page = response.content.decode()
+    start = page.index('id="new-router-token">') + len('id="new-router-token">')
+    raw = page[start : page.index("</code>", start)]
+    router = Router.objects.get(name="edge-short")
+    assert (router.token_expires_at - router.created_at).days == 90
+    bundle = "/api/v1/policy-sets/production/bundle"
+    assert client.get(bundle, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    fleet = client_for(seeded["dave"]).get("/policies/fleet/").content.decode()
+    assert f"token expires {router.token_expires_at:%Y-%m-%d}" in fleet
+
+    # Expired while its identity is still remembered in memory and in the cache: refused at once.
+    Router.objects.filter(pk=router.pk).update(token_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    feed._tokens.clear()
+    from django.core.cache import cache
+
+    cache.clear()
+    assert client.get(bundle, HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+    fleet = client_for(seeded["dave"]).get("/policies/fleet/").content.decode()
+    assert "token expired" in fleet
+
+
+def test_a_remembered_router_token_is_refused_once_its_expiry_passes(seeded):
+    from portfolio import feed
+
+    router, raw = register_router(
+        PolicySet.objects.get(slug="production"), "edge-1", seeded["alice"], expires_in_days=1
+    )
+    assert feed.identify(raw) is not None  # now remembered in memory and in the cache
+    soon = router.token_expires_at.timestamp()
+    remembered = feed._tokens[router.token_hash][1]
+    assert remembered.expires_at == soon
+    feed._tokens[router.token_hash] = (
+        feed._tokens[router.token_hash][0],
+        feed.RouterIdentity(router.pk, "production", 0.0),
+    )
+    assert feed.identify(raw) is None
+
+
 def test_stale_and_behind_routers_stand_out(seeded, client_for):
     production = PolicySet.objects.get(slug="production")
     current, _ = register_router(production, "edge-current", seeded["alice"])

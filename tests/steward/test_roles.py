@@ -307,7 +307,7 @@ def test_revoked_token_is_refused(bob):
 
     response = client.get("/api/v1/model-versions")
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid or revoked token."}
+    assert response.json() == {"detail": "Invalid, revoked or expired token."}
 
 
 def test_revoked_token_cannot_propose(bob, mistral_large):

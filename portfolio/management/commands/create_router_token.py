@@ -16,14 +16,23 @@ class Command(BaseCommand):
         parser.add_argument("--policy-set", required=True, dest="policy_set")
         parser.add_argument("--name", required=True)
         parser.add_argument("--description", default="")
+        parser.add_argument(
+            "--expires-days",
+            type=int,
+            default=None,
+            dest="expires_days",
+            help="Valid for this many days (default: until revoked).",
+        )
 
-    def handle(self, *args, policy_set: str, name: str, description: str, **options) -> None:
+    def handle(self, *args, policy_set: str, name: str, description: str, expires_days: int | None, **options) -> None:
+        if expires_days is not None and expires_days < 1:
+            raise CommandError("--expires-days: give a whole number of days, 1 or more.", returncode=2)
         found = PolicySet.objects.filter(slug=policy_set).first()
         if found is None:
             known = ", ".join(PolicySet.objects.values_list("slug", flat=True)) or "none yet"
             raise CommandError(f"--policy-set: no policy set {policy_set!r} (known: {known}).", returncode=2)
         try:
-            router, raw = register_router(found, name, by=None, description=description)
+            router, raw = register_router(found, name, by=None, description=description, expires_in_days=expires_days)
         except ValidationError as error:
             details = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
             raise CommandError(details.replace("name:", "--name:"), returncode=2) from error
