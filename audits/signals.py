@@ -73,10 +73,22 @@ def sign_in_failed(sender, credentials: dict, request=None, **kwargs) -> None:
     )
 
 
+def locked_out(sender, request=None, username: str = "", ip_address: str = "", **kwargs) -> None:
+    record(
+        "auth.lockout",
+        object_type="auth.user",
+        object_repr=str(username or "")[:150],
+        after={"username": str(username or "")[:150], "ip": ip_address or ""},
+        comment="too many failed sign-ins",
+    )
+
+
 def connect() -> None:
+    from axes.signals import user_locked_out
     from django.apps import apps
 
     for label in REFERENCE_MODELS:
         post_save.connect(reference_saved, sender=apps.get_model(label), dispatch_uid=f"audit-{label}")
     user_logged_in.connect(signed_in, dispatch_uid="audit-sign-in")
     user_login_failed.connect(sign_in_failed, dispatch_uid="audit-sign-in-failed")
+    user_locked_out.connect(locked_out, dispatch_uid="audit-lockout")

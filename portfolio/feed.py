@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -24,7 +25,7 @@ from django.db.models import Max, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from audits import events as audit
 
@@ -209,11 +210,49 @@ def flush_last_seen() -> int:
     return len(routers)
 
 
+# --- conditional requests (RFC 9110, section 13.1.2) ----------------------------------------------
+
+_ENTITY_TAG = re.compile(r'\s*(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
+
+
+def none_match(if_none_match: str, etag: str) -> bool:
+    """True when ``If-None-Match`` matches ``etag`` (a strong tag, quotes included): ``*``, or any
+    tag of the list by weak comparison (``W/"x"`` matches ``"x"``). A malformed header matches nothing."""
+    if not if_none_match:
+        return False
+    if if_none_match == etag:
+        return True  # the poll path's usual case, without parsing
+    if if_none_match.strip() == "*":
+        return True
+    position, tags = 0, []
+    while position < len(if_none_match):
+        match = _ENTITY_TAG.match(if_none_match, position)
+        if match is None:
+            return False
+        tags.append(match.group(1))
+        position = match.end()
+    return etag in tags
+
+
+def _conditional(request: HttpRequest, body: bytes, etag: str, content_type: str) -> HttpResponse:
+    """304 when ``If-None-Match`` matches; otherwise the body (none for HEAD, with GET's length)."""
+    if none_match(request.headers.get("If-None-Match", ""), etag):
+        response = HttpResponse(status=304)
+    elif request.method == "HEAD":
+        response = HttpResponse(content_type=content_type)
+        response["Content-Length"] = str(len(body))
+    else:
+        response = HttpResponse(body, content_type=content_type)
+    response["ETag"] = etag
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
 # --- views --------------------------------------------------------------------------------------
 
 
 @csrf_exempt
-@require_GET
+@require_safe
 def bundle(request: HttpRequest, slug: str) -> HttpResponse:
     """The current signed bundle of ``slug``: 200 with the envelope bytes, or 304 when unchanged."""
     identity = _router_for_set(request, slug)
@@ -223,14 +262,8 @@ def bundle(request: HttpRequest, slug: str) -> HttpResponse:
     release = current_release(slug)
     if release is None:
         return JsonResponse({"detail": f"Policy set {slug!r} has no published policy yet."}, status=404)
-    if_none_match = request.headers.get("If-None-Match", "")
-    if release.etag in (tag.strip() for tag in if_none_match.split(",")):
-        response = HttpResponse(status=304)
-    else:
-        response = HttpResponse(release.body, content_type="application/vnd.dsse.envelope+json")
-    response["ETag"] = release.etag
+    response = _conditional(request, release.body, release.etag, "application/vnd.dsse.envelope+json")
     response["X-Policy-Version"] = str(release.version)
-    response["Cache-Control"] = "no-cache"
     return response
 
 
@@ -301,24 +334,18 @@ def _root_response(root: TrustRoot | None, request: HttpRequest) -> HttpResponse
     if root is None:
         return JsonResponse({"detail": "No trust root has been published."}, status=404)
     body = bytes(root.document)
-    etag = f'"{hashlib.sha256(body).hexdigest()}"'
-    if etag in request.headers.get("If-None-Match", ""):
-        response = HttpResponse(status=304)
-    else:
-        response = HttpResponse(body, content_type="application/json")
-    response["ETag"] = etag
+    response = _conditional(request, body, f'"{hashlib.sha256(body).hexdigest()}"', "application/json")
     response["X-Trust-Version"] = str(root.version)
-    response["Cache-Control"] = "no-cache"
     return response
 
 
-@require_GET
+@require_safe
 def trust_root(request: HttpRequest) -> HttpResponse:
     """The latest trust root (public: it holds only public keys)."""
     return _root_response(TrustRoot.objects.order_by("-version").first(), request)
 
 
-@require_GET
+@require_safe
 def trust_root_version(request: HttpRequest, version: int) -> HttpResponse:
     """Trust root version N: every version stays published so routers can walk N → N+1."""
     return _root_response(TrustRoot.objects.filter(version=version).first(), request)

@@ -59,29 +59,53 @@ class RequestIdMiddleware:
         return response
 
 
-# Endpoints that accept more than DATA_UPLOAD_MAX_MEMORY_SIZE and enforce their own limit.
+# Endpoints that accept more than the default and enforce their own limit on what they read.
 LARGE_BODY_PATHS = {"/api/v1/decisions": 32 * 1024 * 1024}
 
 
-class BodySizeMiddleware:
-    """Answer 413 for a body larger than allowed before anything reads it (JSON for the API).
+def _too_large(request: HttpRequest, length: int, limit: int) -> HttpResponse:
+    message = f"The request body is {length} bytes; at most {limit} bytes are accepted here."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message}, status=413)
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 
-    File uploads (multipart) are streamed to disk by Django and limited by their own validators.
+
+class BodySizeMiddleware:
+    """Answer 413 for a body larger than allowed, of any content type, before anything reads it.
+
+    Runs after authentication (which reads no body): a request that is neither signed in nor
+    carries a token gets the smallest limit (a sign-in form is a few hundred bytes); signed-in
+    uploads (evidence files, suites) get ``STEWARD_MAX_UPLOAD_BYTES``; everything else
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE``. Nothing of a refused body is read, so nothing is spooled to disk.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw = request.META.get("CONTENT_LENGTH") or "0"
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
+            length = int(raw)
         except ValueError:
-            length = 0
-        limit = LARGE_BODY_PATHS.get(request.path.rstrip("/"), settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data")
-        if limit is not None and length > limit and not multipart:
-            message = f"The request body is {length} bytes; at most {limit} bytes are accepted here."
+            length = -1
+        if length < 0:
+            message = "The Content-Length header must be a whole number of bytes."
             if request.path.startswith("/api/"):
-                return JsonResponse({"detail": message}, status=413)
-            return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+                return JsonResponse({"detail": message}, status=400)
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+        if length and length > self.limit_for(request):
+            return _too_large(request, length, self.limit_for(request))
         return self.get_response(request)
+
+    @staticmethod
+    def limit_for(request: HttpRequest) -> int:
+        path_limit = LARGE_BODY_PATHS.get(request.path.rstrip("/"))
+        if path_limit is not None:
+            return path_limit
+        user = getattr(request, "user", None)
+        signed_in = user is not None and user.is_authenticated
+        if not signed_in and "HTTP_AUTHORIZATION" not in request.META:
+            return settings.STEWARD_ANONYMOUS_MAX_BODY_BYTES
+        if request.META.get("CONTENT_TYPE", "").startswith("multipart/form-data"):
+            return settings.STEWARD_MAX_UPLOAD_BYTES
+        return settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -45,6 +45,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "registry.run_evaluationsuite",
         "registry.add_endpointcredential",
         "registry.review_endpointcredential",
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
     ],
     ENGINEERS: [
         "registry.add_modelversion",
@@ -57,7 +59,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "registry.change_evaluationsuite",
         "registry.add_endpointcredential",
     ],
-    AUDITORS: [],
+    AUDITORS: ["axes.view_accessattempt"],
 }
 
 REVIEW_VERSIONS = "registry.review_modelversion"

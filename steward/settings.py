@@ -8,6 +8,7 @@ that a machine with only Python runs the whole product, workers included. ``DATA
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -99,6 +100,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "django_htmx",
+    "axes",
     "steward",
     "registry",
     "compliance",
@@ -108,7 +110,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "steward.middleware.RequestIdMiddleware",
-    "steward.middleware.BodySizeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "steward.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -116,11 +117,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication (anonymous requests get the smallest limit), before anything reads a body.
+    "steward.middleware.BodySizeMiddleware",
     "steward.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last: turns a lockout during sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "steward.urls"
@@ -147,9 +152,32 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("STEWARD_PASSWORD_MIN_LENGTH", 12)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out account or address is refused before its password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed sign-ins: after STEWARD_SIGNIN_FAILURE_LIMIT failures for one account, or from one address,
+# that account or address is locked out for STEWARD_SIGNIN_LOCKOUT_MINUTES (an officer can unlock it
+# sooner on the Sign-in lockouts page). A successful sign-in clears the account's count.
+AXES_FAILURE_LIMIT = env_int("STEWARD_SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("STEWARD_SIGNIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+# Behind a TLS proxy the client's address is the proxy's last X-Forwarded-For hop.
+if env_bool("STEWARD_BEHIND_TLS_PROXY", False):
+    AXES_IPWARE_PROXY_COUNT = env_int("STEWARD_PROXY_COUNT", 1)
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -295,7 +323,16 @@ SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
 
 # --- Steward ----------------------------------------------------------------------------------
 STEWARD_HEALTH_PING_TIMEOUT = env_int("STEWARD_HEALTH_PING_TIMEOUT", 5)
+# The broker check and the worker ping run at most once per this many seconds per web process.
+STEWARD_HEALTH_CACHE_SECONDS = env_int("STEWARD_HEALTH_CACHE_SECONDS", 10)
+# Request bodies: every content type is limited by steward.middleware.BodySizeMiddleware before
+# anything reads it; Django's own limits below bound what its parsers keep in memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STEWARD_MAX_BODY_BYTES", 5 * 1024 * 1024)
+STEWARD_MAX_UPLOAD_BYTES = env_int("STEWARD_MAX_UPLOAD_BYTES", 12 * 1024 * 1024)  # evidence files are ≤ 10 MB
+STEWARD_ANONYMOUS_MAX_BODY_BYTES = env_int("STEWARD_ANONYMOUS_MAX_BODY_BYTES", 16 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("STEWARD_FILE_UPLOAD_MEMORY_BYTES", 2 * 1024 * 1024)
+FILE_UPLOAD_TEMP_DIR = env_str("STEWARD_FILE_UPLOAD_TEMP_DIR") or None
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
 LOGGING = {
     "version": 1,

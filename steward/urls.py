@@ -41,6 +41,8 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/<int:pk>/revoke/", views.revoke_token, name="revoke-token"),
     path("approvals/", views.approvals_inbox, name="approvals"),
+    path("security/lockouts/", views.lockouts, name="lockouts"),
+    path("security/lockouts/unlock/", views.unlock, name="unlock"),
     path("health/", views.health, name="health"),
     path("registry/", include("registry.urls")),
     path("compliance/", include("compliance.urls")),

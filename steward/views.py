@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
 
+from axes.models import AccessAttempt
+from axes.utils import reset as axes_reset
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required, permission_required
-from django.db import connection
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db import connection, transaction
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from audits.events import record
 from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
 from portfolio.feed import stale_router_count
@@ -193,6 +198,65 @@ def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("profile")
 
 
+# --- sign-in lockouts ----------------------------------------------------------------------------
+
+
+def _lockout_rows() -> list[dict]:
+    """Accounts and addresses with failed sign-ins within the lockout period, and whether each is locked."""
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    attempts = AccessAttempt.objects.filter(attempt_time__gte=since)
+    limit = settings.AXES_FAILURE_LIMIT
+    rows = []
+    for kind, field in (("account", "username"), ("address", "ip_address")):
+        totals = (
+            attempts.exclude(**{f"{field}__isnull": True})
+            .values(field)
+            .annotate(failures=Sum("failures_since_start"), last=Max("attempt_time"))
+        )
+        for total in totals.order_by("-last"):
+            rows.append(
+                {
+                    "kind": kind,
+                    "value": total[field],
+                    "failures": total["failures"],
+                    "last": total["last"],
+                    "locked": total["failures"] >= limit,
+                }
+            )
+    return rows
+
+
+@permission_required("axes.view_accessattempt", raise_exception=True)
+def lockouts(request: HttpRequest) -> HttpResponse:
+    """Failed sign-ins by account and by address; officers unlock a locked one."""
+    context = {
+        "rows": _lockout_rows(),
+        "limit": settings.AXES_FAILURE_LIMIT,
+        "cooloff": settings.AXES_COOLOFF_TIME,
+    }
+    return render(request, "lockouts.html", context)
+
+
+@require_POST
+@permission_required("axes.delete_accessattempt", raise_exception=True)
+def unlock(request: HttpRequest) -> HttpResponse:
+    kind, value = request.POST.get("kind", ""), request.POST.get("value", "").strip()
+    if kind not in ("account", "address") or not value or len(value) > 255:
+        messages.error(request, "Choose an account or an address to unlock.")
+        return redirect("lockouts")
+    with transaction.atomic():
+        cleared = axes_reset(username=value) if kind == "account" else axes_reset(ip=value)
+        record(
+            "auth.unlock",
+            actor=request.user,
+            object_type="auth.user" if kind == "account" else "auth.address",
+            object_repr=value,
+            after={kind: value, "attempts_cleared": cleared},
+        )
+    messages.success(request, f"Sign-in unlocked for the {kind} {value}.")
+    return redirect("lockouts")
+
+
 def _database_status() -> dict:
     try:
         with connection.cursor() as cursor:
@@ -226,17 +290,64 @@ def _worker_status() -> dict:
         return {"ok": False, "detail": f"no worker answered within {timeout} s ({type(error).__name__})"}
 
 
+class _CachedCheck:
+    """A slow check (the broker, a worker ping) run at most once per ``seconds`` in this process.
+
+    While one request runs it, the others answer at once with the last result (or "checking"), so
+    a burst of health probes never ties up more than one request thread, nor floods the broker.
+    """
+
+    def __init__(self, check) -> None:
+        self.check = check
+        self.lock = threading.Lock()
+        self.result: dict | None = None
+        self.checked_at = 0.0
+
+    def __call__(self) -> dict:
+        seconds = settings.STEWARD_HEALTH_CACHE_SECONDS
+        if self.result is not None and time.monotonic() - self.checked_at < seconds:
+            return self.result
+        if not self.lock.acquire(blocking=False):
+            return self.result or {"ok": None, "detail": "being checked by another request"}
+        try:
+            self.result, self.checked_at = self.check(), time.monotonic()
+        finally:
+            self.lock.release()
+        return self.result
+
+    def forget(self) -> None:
+        self.result, self.checked_at = None, 0.0
+
+
+broker_check = _CachedCheck(lambda: _broker_status())
+worker_check = _CachedCheck(lambda: _worker_status())
+
+
+def _status_word(check: dict) -> str:
+    return {True: "ok", False: "degraded", None: "checking"}[check["ok"]]
+
+
 @login_not_required
 @never_cache
 def health(request: HttpRequest) -> HttpResponse:
-    """Database, broker and worker status, for people (HTML) and load balancers (JSON)."""
-    checks = {"database": _database_status(), "broker": _broker_status()}
-    checks["worker"] = _worker_status() if checks["broker"]["ok"] else {"ok": False, "detail": "broker down"}
-    healthy = all(check["ok"] for check in checks.values())
+    """Database, broker and worker status, for people (HTML) and load balancers (JSON).
+
+    Anyone sees the status words; officers (and admins) also see each check's detail, which names
+    hosts and errors.
+    """
+    checks = {"database": _database_status(), "broker": broker_check()}
+    checks["worker"] = worker_check() if checks["broker"]["ok"] else {"ok": False, "detail": "broker down"}
+    healthy = all(check["ok"] is not False for check in checks.values())
     status = 200 if healthy else 503
+    detailed = request.user.is_authenticated and (request.user.is_superuser or request.user.has_perm(REVIEW_VERSIONS))
+    shown = {
+        name: {"ok": check["ok"], "status": _status_word(check), **({"detail": check["detail"]} if detailed else {})}
+        for name, check in checks.items()
+    }
     if "application/json" in request.headers.get("Accept", "") or request.GET.get("format") == "json":
-        return JsonResponse({"ok": healthy, "checks": checks}, status=status)
-    return render(request, "health.html", {"checks": checks, "healthy": healthy}, status=status)
+        return JsonResponse({"ok": healthy, "status": "ok" if healthy else "degraded", "checks": shown}, status=status)
+    context = {"checks": shown, "healthy": healthy, "detailed": detailed}
+    return render(request, "health.html", context, status=status)
 
 
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:

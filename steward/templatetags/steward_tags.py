@@ -48,3 +48,14 @@ def sort_header(key: str, label: str, current: str, query: str) -> str:
         label,
         arrow,
     )
+
+
+@register.filter
+def duration(delta) -> str:
+    """A timedelta in words: "15 minutes", "2 hours", "1 day"."""
+    seconds = int(delta.total_seconds()) if delta is not None else 0
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0 or seconds >= size * 2:
+            count = round(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
