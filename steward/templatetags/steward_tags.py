@@ -51,11 +51,17 @@ def sort_header(key: str, label: str, current: str, query: str) -> str:
 
 
 @register.filter
-def duration(delta) -> str:
-    """A timedelta in words: "15 minutes", "2 hours", "1 day"."""
-    seconds = int(delta.total_seconds()) if delta is not None else 0
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size and seconds % size == 0 or seconds >= size * 2:
-            count = round(seconds / size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
+def duration(seconds) -> str:
+    """Seconds (or a timedelta) in words: 42 → "42 s", 125 → "2 min 5 s", 7260 → "2 h 1 min"; None → "—"."""
+    if hasattr(seconds, "total_seconds"):
+        seconds = seconds.total_seconds()
+    if not isinstance(seconds, int | float):
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
