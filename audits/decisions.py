@@ -133,22 +133,11 @@ class PolicyBook:
         slugs = {r["classification"] for r in records}
         self.classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
         self.matrix = Matrix(self.models.values(), self.classifications.values())
-        self._allowed: dict[tuple[int, str, str], set[str] | None] = {}
 
-    def allowed(self, version: PolicyVersion, task: str, classification: str) -> set[str] | None:
+    def allowed(self, version: PolicyVersion, task: str, classification: str) -> tuple[str, ...] | None:
         """Models the version allows for the route (primary, fallbacks, escalation); None without a route."""
-        key = (version.number, task, classification)
-        if key not in self._allowed:
-            route = next(
-                (r for r in version.spec["routes"] if r["task"] == task and r["classification"] == classification),
-                None,
-            )
-            if route is None:
-                self._allowed[key] = None
-            else:
-                escalation = [route["escalation"]["to"]] if route.get("escalation") else []
-                self._allowed[key] = {route["model"], *route["fallbacks"], *escalation}
-        return self._allowed[key]
+        route = version.route_for(task, classification)
+        return route.models if route is not None else None
 
     def violations(self, decision: DecisionRecord) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
@@ -329,20 +318,13 @@ def check_escalation_rates(now: dt.datetime | None = None, window: dt.timedelta 
     totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 10_001])
     for (policy_set, task, classification, number), (total, escalated) in counts.items():
         version = versions.get((policy_set, number))
-        route = next(
-            (
-                r
-                for r in (version.spec["routes"] if version else [])
-                if r["task"] == task and r["classification"] == classification and r.get("escalation")
-            ),
-            None,
-        )
-        if route is None:
+        route = version.route_for(task, classification) if version else None
+        if route is None or route.escalation is None:
             continue
         bucket = totals[(policy_set, task, classification)]
         bucket[0] += total
         bucket[1] += escalated
-        bucket[2] = min(bucket[2], route["escalation"]["max_rate_bp"])
+        bucket[2] = min(bucket[2], route.escalation.max_rate_bp)
     created = 0
     for (policy_set, task, classification), (total, escalated, cap) in totals.items():
         if total < ESCALATION_MIN_DECISIONS:

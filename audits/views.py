@@ -30,6 +30,7 @@ from django.utils.dateparse import parse_datetime
 from compliance.matrix import check
 from compliance.models import DataClassification, MatrixCell
 from portfolio.models import PolicySet, PolicyVersion, ReviewDecision
+from portfolio.policy import Route
 from registry.models import ModelVersion
 
 from . import charts
@@ -412,29 +413,20 @@ def decisions_jsonl(request: HttpRequest) -> HttpResponse:
     return _decision_export(request, "jsonl")
 
 
-def _route(policy: PolicyVersion | None, decision: DecisionRecord) -> tuple[dict | None, str]:
+PLACES = {"primary": "the route's primary model", "escalation": "the route's escalation target"}
+
+
+def _route(policy: PolicyVersion | None, decision: DecisionRecord) -> tuple[Route | None, str]:
     """The policy's route for the decision's task and classification, and the model's place in it."""
     if policy is None:
         return None, ""
-    route = next(
-        (
-            r
-            for r in policy.spec.get("routes", [])
-            if r.get("task") == decision.task and r.get("classification") == decision.classification
-        ),
-        None,
-    )
+    route = policy.route_for(decision.task, decision.classification)
     if route is None:
         return None, "no route: the policy's default (deny) applies"
-    fallbacks = route.get("fallbacks") or []
-    escalation = route.get("escalation") or {}
-    if decision.model == route.get("model"):
-        return route, "the route's primary model"
-    if decision.model in fallbacks:
-        return route, f"fallback #{fallbacks.index(decision.model) + 1}"
-    if decision.model == escalation.get("to"):
-        return route, "the route's escalation target"
-    return route, "not allowed by this route"
+    place = route.place_of(decision.model)
+    if place is None:
+        return route, "not allowed by this route"
+    return route, PLACES.get(place, place.replace("fallback ", "fallback #"))
 
 
 def decision_chain(decision: DecisionRecord) -> dict:

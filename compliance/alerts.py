@@ -7,6 +7,7 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from registry.evaluation.gates import failed_schedule
 from registry.models import ModelVersion
 
 from .matrix import Matrix
@@ -96,3 +97,9 @@ def _renewed(holding: CertificationHolding) -> bool:
 
 def open_alerts() -> list[ComplianceAlert]:
     return list(ComplianceAlert.objects.filter(resolved_at__isnull=True).order_by("kind", "-detected_at")[:50])
+
+
+def alert_on_failed_schedule(sender, run, **kwargs) -> None:
+    """A scheduled evaluation that fails for an approved version raises an alert (``evaluation_run_finished``)."""
+    if message := failed_schedule(run):
+        ComplianceAlert.objects.create(kind=AlertKind.EVALUATION_FAILED, message=message)

@@ -14,4 +14,9 @@ class ComplianceConfig(AppConfig):
     name = "compliance"
 
     def ready(self) -> None:
+        from registry.signals import evaluation_run_finished
+
+        from .alerts import alert_on_failed_schedule
+
         post_migrate.connect(_ensure_catalogue, sender=self, dispatch_uid="compliance-catalogue")
+        evaluation_run_finished.connect(alert_on_failed_schedule, dispatch_uid="compliance-failed-schedule")

@@ -3,3 +3,17 @@ from django.apps import AppConfig
 
 class PortfolioConfig(AppConfig):
     name = "portfolio"
+
+    def ready(self) -> None:
+        from registry.evaluation.suites import register_suite_link
+        from registry.evaluation.views import SUITE_LIST_PANELS
+        from registry.signals import evaluation_run_finished
+
+        from .charts import task_standings_panel
+        from .gates import suspend_cells_on_failed_schedule
+        from .tasks_link import TASK_LINK
+
+        evaluation_run_finished.connect(suspend_cells_on_failed_schedule, dispatch_uid="portfolio-failed-schedule")
+        register_suite_link(TASK_LINK)
+        if task_standings_panel not in SUITE_LIST_PANELS:
+            SUITE_LIST_PANELS.append(task_standings_panel)

@@ -14,11 +14,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from simple_history.models import HistoricalRecords
 
 from audits import events as audit
 from compliance.models import DataClassification
 from registry.models import slug_validator
+
+from .policy import Policy, Route
 
 PROPOSE_CHANGES = "portfolio.add_changerequest"
 REVIEW_CHANGES = "portfolio.review_changerequest"
@@ -62,6 +65,12 @@ class Task(models.Model):
     )
     typical_output_tokens = models.PositiveIntegerField(
         default=250, help_text="For cost estimates: tokens in a typical answer."
+    )
+    suites = models.ManyToManyField(
+        "registry.EvaluationSuite",
+        blank=True,
+        related_name="tasks",
+        help_text="The evaluation suites that guard this task (recommendations compare versions on them).",
     )
     history = HistoricalRecords()
 
@@ -165,6 +174,15 @@ class PolicyVersion(models.Model):
         """The version whose routes this one carries: itself, or for a re-signed version its source."""
         return self.source_version_id or self.pk
 
+    @cached_property
+    def policy(self) -> Policy:
+        """The routes of this version as a ``Policy``."""
+        return Policy.from_spec(self.spec)
+
+    def route_for(self, task: str, classification: str) -> Route | None:
+        """The route for (task, classification), or None: the policy's default (deny) applies."""
+        return self.policy.route_for(task, classification)
+
 
 class ChangeStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -182,6 +200,27 @@ class ReviewDecision(models.TextChoices):
     APPROVE = "approve", "Approve"
     REJECT = "reject", "Reject"
     COMMENT = "comment", "Comment"
+
+
+class ChangeRequestQuerySet(models.QuerySet):
+    def awaiting_review_by(self, user) -> ChangeRequestQuerySet:
+        """In review, not written by ``user`` (an officer) and not approved by them in the latest
+        revision (a new revision dismisses approvals, so those come back); oldest first."""
+        if not user.has_perm(REVIEW_CHANGES):
+            return self.none()
+        approved = Review.objects.filter(
+            change_request=models.OuterRef("pk"),
+            reviewer=user,
+            decision=ReviewDecision.APPROVE,
+            dismissed_at__isnull=True,
+        )
+        return (
+            self.filter(status=ChangeStatus.IN_REVIEW)
+            .exclude(author=user)
+            .filter(~models.Exists(approved))
+            .select_related("policy_set", "author")
+            .order_by("updated_at")
+        )
 
 
 class ChangeRequest(models.Model):
@@ -207,6 +246,8 @@ class ChangeRequest(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
+
+    objects = ChangeRequestQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -204,32 +204,29 @@ def compile_payload(version: PolicyVersion, issued_at: dt.datetime, expires: dt.
     from compliance.models import DataClassification
     from registry.models import ModelVersion
 
-    spec = version.spec
-    refs = sorted(
-        {route["model"] for route in spec["routes"]}
-        | {ref for route in spec["routes"] for ref in route["fallbacks"]}
-        | {route["escalation"]["to"] for route in spec["routes"] if route["escalation"]}
-    )
+    policy = version.policy
+    refs = policy.model_refs
     models_by_ref = {v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs)}
     missing = [ref for ref in refs if ref not in models_by_ref]
     if missing:
         raise ValidationError({"policy": [f"Models no longer in the registry: {', '.join(missing)}"]})
-    slugs = sorted({route["classification"] for route in spec["routes"]})
+    slugs = sorted({route.classification for route in policy})
     classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
-    tasks = {task.slug: task for task in _tasks({route["task"] for route in spec["routes"]})}
+    tasks = {task.slug: task for task in _tasks({route.task for route in policy})}
     routes = []
-    for route in spec["routes"]:
-        tier = route.get("tier") or (tasks[route["task"]].tier.slug if route["task"] in tasks else None)
-        escalation = route["escalation"]
+    for route in policy:
+        tier = route.tier or (tasks[route.task].tier.slug if route.task in tasks else None)
         routes.append(
             {
-                "task": route["task"],
-                "classification": route["classification"],
+                "task": route.task,
+                "classification": route.classification,
                 "tier": tier,
-                "model": route["model"],
-                "fallbacks": route["fallbacks"],
-                "escalation": ({k: v for k, v in escalation.items() if v is not None} if escalation else None),
-                "constraints": route["constraints"],
+                "model": route.model,
+                "fallbacks": list(route.fallbacks),
+                "escalation": (
+                    {k: v for k, v in route.escalation.as_spec().items() if v is not None} if route.escalation else None
+                ),
+                "constraints": route.constraints,
             }
         )
     change_request = version.change_request
@@ -279,7 +276,7 @@ def compile_payload(version: PolicyVersion, issued_at: dt.datetime, expires: dt.
             slug: {"level": c.level, "storage": c.storage} for slug, c in sorted(classifications.items())
         },
         "routes": routes,
-        "default": spec.get("default", "deny"),
+        "default": policy.default,
     }
     return canonical_json(payload)
 

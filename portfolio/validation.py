@@ -11,18 +11,18 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from django.utils import timezone
 
 from compliance.matrix import Matrix
 from compliance.models import DataClassification
 from registry.models import ModelVersion, Status
+from steward import strict_yaml
+from steward.strict_yaml import StrictLoader, StrictYamlError
 
 from .models import CostTier, PolicySet, Task
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_ROUTES = 2000
-MAX_NESTING = 32  # a policy nests five levels deep; deeper documents would exhaust the parser's stack
 ESCALATION_CONDITIONS = ("error", "timeout", "low_confidence", "context_overflow")
 ROUTE_KEYS = {"task", "classification", "model", "tier", "fallbacks", "escalation", "constraints", "notes"}
 ESCALATION_KEYS = {"to", "when", "confidence_threshold_bp", "max_rate_bp"}
@@ -53,79 +53,19 @@ class ValidationResult:
         return not self.errors
 
 
-class PolicyYamlError(ValueError):
-    def __init__(self, message: str, line: int | None = None) -> None:
-        self.line = line
-        super().__init__(f"line {line}: {message}" if line else message)
+# The loader and its error, as routing policies call them.
+PolicyYamlError = StrictYamlError
 
 
-class PolicyLoader(yaml.SafeLoader):
-    """A safe YAML loader with limits: no aliases (no alias bombs), no custom tags, no duplicate keys."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise PolicyYamlError("YAML aliases (*name) are not allowed in policies", event.start_mark.line + 1)
-        event = self.peek_event()
-        if getattr(event, "anchor", None):
-            raise PolicyYamlError("YAML anchors (&name) are not allowed in policies", event.start_mark.line + 1)
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_NESTING:
-                raise PolicyYamlError(f"the document nests deeper than {MAX_NESTING} levels", event.start_mark.line + 1)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise PolicyYamlError(f"keys must be strings, not {key!r}", key_node.start_mark.line + 1)
-            if key in seen:
-                raise PolicyYamlError(
-                    f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark.line + 1
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-# Only the plain YAML types. Dates stay strings; any other tag (python/object, custom tags) is refused.
-PolicyLoader.yaml_constructors = {
-    tag: constructor
-    for tag, constructor in yaml.SafeLoader.yaml_constructors.items()
-    if tag
-    in {
-        "tag:yaml.org,2002:null",
-        "tag:yaml.org,2002:bool",
-        "tag:yaml.org,2002:int",
-        "tag:yaml.org,2002:float",
-        "tag:yaml.org,2002:str",
-        "tag:yaml.org,2002:seq",
-        "tag:yaml.org,2002:map",
-    }
-}
-PolicyLoader.yaml_constructors["tag:yaml.org,2002:timestamp"] = yaml.SafeLoader.construct_yaml_str
-PolicyLoader.yaml_constructors[None] = yaml.SafeLoader.construct_undefined
-PolicyLoader.yaml_multi_constructors = {}
+class PolicyLoader(StrictLoader):
+    what = "policies"
 
 
 def parse_document(text: str) -> dict:
     """Parse policy YAML safely; raises PolicyYamlError with the line."""
     if len(text.encode()) > MAX_DOCUMENT_BYTES:
         raise PolicyYamlError(f"the document is larger than {MAX_DOCUMENT_BYTES // 1024} KB")
-    try:
-        document = yaml.load(text, Loader=PolicyLoader)  # noqa: S506 - PolicyLoader is a restricted SafeLoader
-    except PolicyYamlError:
-        raise
-    except yaml.constructor.ConstructorError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else None
-        raise PolicyYamlError(f"unsupported YAML: {error.problem}", line) from error
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise PolicyYamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else None) from error
+    document = strict_yaml.load(text, PolicyLoader)
     if document is None:
         document = {}
     if not isinstance(document, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from steward.roles import REVIEW_VERSIONS
 
 from .evaluation.runs import RUN_PERMISSION, cancel_run, start_run
-from .evaluation.suites import SuiteFormatError, export_suite, import_suite
+from .evaluation.suites import SuiteFormatError, export_suite, import_suite, linked_values
 from .filters import ModelVersionFilter
 from .models import (
     ACTIONS,
@@ -357,7 +357,7 @@ class EvaluationRunViewSet(viewsets.GenericViewSet):
 
 
 class SuiteSerializer(serializers.ModelSerializer):
-    task = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    task = serializers.SerializerMethodField(help_text="The task the suite guards (portfolio's), or null.")
     judge = serializers.SlugRelatedField(slug_field="ref", read_only=True)
     cases = serializers.IntegerField(source="cases.count", read_only=True)
 
@@ -381,6 +381,12 @@ class SuiteSerializer(serializers.ModelSerializer):
             "cases",
         ]
 
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_task(self, suite: EvaluationSuite) -> str | None:
+        links = self.context.get("links")
+        values = links.get(suite.pk) if links is not None else linked_values([suite])[suite.pk]
+        return values.get("task")
+
 
 class SuiteImport(serializers.Serializer):
     yaml = serializers.CharField(trim_whitespace=False)
@@ -393,9 +399,14 @@ class SuiteImport(serializers.Serializer):
 class EvaluationSuiteViewSet(viewsets.ReadOnlyModelViewSet):
     """Evaluation suites; import them as YAML (Steward's format or promptfoo's) and export them."""
 
-    queryset = EvaluationSuite.objects.select_related("task", "judge")
+    queryset = EvaluationSuite.objects.select_related("judge")
     serializer_class = SuiteSerializer
     lookup_field = "slug"
+
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        context = {**self.get_serializer_context(), "links": linked_values(page)}
+        return self.get_paginated_response(SuiteSerializer(page, many=True, context=context).data)
 
     def get_permissions(self):
         if self.action == "import_yaml":

@@ -8,10 +8,9 @@ from decimal import Decimal
 import yaml
 from django import forms
 
-from portfolio.validation import PolicyLoader
 from steward.forms import formfield_https_urls
 
-from .evaluation.suites import MAX_SUITE_BYTES, SuiteFormatError
+from .evaluation.suites import MAX_SUITE_BYTES, SuiteFormatError, SuiteLoader
 from .models import Model, ModelVersion, SuiteCategory, known_tiers
 
 MICRO = Decimal(1_000_000)
@@ -176,7 +175,7 @@ def yaml_line(text: str, path: str) -> int | None:
     """The line of ``path`` (``cases[3].expected``) in a YAML document: of its key, or of the deepest
     part that exists. None when the document does not parse or the path starts nowhere."""
     try:
-        node = yaml.compose(text, Loader=PolicyLoader)  # noqa: S506 - a restricted SafeLoader
+        node = yaml.compose(text, Loader=SuiteLoader)  # noqa: S506 - a restricted SafeLoader
     except (yaml.YAMLError, ValueError):
         return None
     line = None

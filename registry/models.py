@@ -663,7 +663,6 @@ class EvaluationSuite(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.CharField(max_length=80, unique=True, validators=[slug_validator])
     category = models.CharField(max_length=20, choices=SuiteCategory.choices)
-    task = models.ForeignKey("portfolio.Task", on_delete=models.PROTECT, null=True, blank=True, related_name="suites")
     description = models.TextField(blank=True)
     pass_threshold_bp = models.PositiveIntegerField(
         default=8000,

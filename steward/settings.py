@@ -128,7 +128,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "steward.urls"
+ROOT_URLCONF = "hub.urls"
 WSGI_APPLICATION = "steward.wsgi.application"
 
 TEMPLATES = [

@@ -101,7 +101,6 @@ def _ticket_suite() -> SuiteSpec:
             "name": "Ticket triage accuracy",
             "slug": "ticket-triage-accuracy",
             "category": "accuracy",
-            "task_slug": "ticket-triage",
             "pass_threshold_bp": 8000,
             "schedule_minutes": 1440,
             "scorer": "label",
@@ -109,6 +108,7 @@ def _ticket_suite() -> SuiteSpec:
             "description": "Labels support tickets; the routed model must agree with the support team.",
         },
         cases,
+        links={"task": "ticket-triage"},
     )
 
 
@@ -135,13 +135,13 @@ def _arithmetic_suite() -> SuiteSpec:
             "name": "Invoice arithmetic",
             "slug": "invoice-arithmetic",
             "category": "accuracy",
-            "task_slug": "fraud-screening",
             "pass_threshold_bp": 9000,
             "scorer": "number",
             "scorer_config": {"tolerance": 0},
             "description": "Sums on invoice lines must be exact.",
         },
         cases,
+        links={"task": "fraud-screening"},
     )
 
 

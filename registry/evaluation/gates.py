@@ -32,34 +32,16 @@ def version_approval_gates() -> list[str]:
     return list(settings.STEWARD_APPROVAL_GATES)
 
 
-def after_run(run: EvaluationRun) -> None:
-    """A scheduled run that fails for an approved version raises an alert and may suspend its cells."""
+def failed_schedule(run: EvaluationRun) -> str:
+    """Why a finished run is a failing scheduled run of an approved version ("" when it is not one).
+
+    The floors above react to it (``evaluation_run_finished``): compliance raises an alert, and
+    portfolio suspends the version's cells where a policy set asks for it.
+    """
     version = run.model_version
     if run.trigger != RunTrigger.SCHEDULE or run.passed or version.status != Status.APPROVED:
-        return
-    from compliance.models import AlertKind, ComplianceAlert, MatrixCell
-    from portfolio.models import PolicySet
-
-    message = (
+        return ""
+    return (
         f"Scheduled {run.suite.name} run #{run.pk} failed for approved {version.ref}: "
         f"{run.score_bp} bp, below {run.suite.pass_threshold_bp} bp"
     )
-    ComplianceAlert.objects.create(kind=AlertKind.EVALUATION_FAILED, message=message)
-    suspending = [
-        policy_set
-        for policy_set in PolicySet.objects.filter(suspend_cells_on_failed_evaluation=True)
-        if (current := policy_set.current_version()) is not None and _uses(current.spec, version.ref)
-    ]
-    if not suspending:
-        return
-    names = ", ".join(p.slug for p in suspending)
-    for cell in MatrixCell.objects.filter(model_version=version, decision="approved", suspended_at__isnull=True):
-        cell.suspend_by_system(f"{message}; suspended because {names} requires passing evaluations")
-
-
-def _uses(spec: dict, ref: str) -> bool:
-    for route in spec.get("routes", []):
-        escalation = route.get("escalation") or {}
-        if ref == route["model"] or ref in route.get("fallbacks", []) or ref == escalation.get("to"):
-            return True
-    return False

@@ -35,6 +35,7 @@ from ..models import (
     RunTrigger,
     Status,
 )
+from ..signals import evaluation_run_finished
 from . import scorers
 from .endpoints import (
     CLIENTS,
@@ -416,9 +417,7 @@ def finish_run(run_id: int) -> EvaluationRun:
             obj=run,
             after={"score_bp": run.score_bp, "passed": run.passed, "errors": run.errors, "total": run.total},
         )
-    from .gates import after_run
-
-    after_run(run)
+    evaluation_run_finished.send(sender=EvaluationRun, run=run)
     return run
 
 

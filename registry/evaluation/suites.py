@@ -5,7 +5,7 @@ Steward's format::
     name: Ticket triage accuracy
     slug: ticket-triage-accuracy
     category: accuracy            # accuracy | bias | safety | compliance
-    task: ticket-triage           # optional
+    task: ticket-triage           # optional (a key portfolio adds: the task the suite guards)
     pass_threshold_bp: 8000
     schedule_minutes: 1440        # optional
     scorer: label
@@ -24,7 +24,8 @@ regex or is-json; ``prompts`` with ``{{var}}`` placeholders) import as cases.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -32,7 +33,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from audits import events as audit
-from portfolio.validation import PolicyLoader, PolicyYamlError
+from steward import strict_yaml
+from steward.strict_yaml import StrictLoader, StrictYamlError
 
 from ..models import EvaluationCase, EvaluationSuite, ModelVersion, SuiteCategory
 from . import scorers
@@ -43,7 +45,6 @@ SUITE_KEYS = {
     "name",
     "slug",
     "category",
-    "task",
     "description",
     "pass_threshold_bp",
     "schedule_minutes",
@@ -66,6 +67,47 @@ PROMPTFOO_ASSERTS = {
 MANAGE_SUITES = "registry.add_evaluationsuite"
 
 
+@dataclass(frozen=True)
+class SuiteLink:
+    """A key of a suite's YAML and API that an app above the registry owns.
+
+    portfolio registers ``task`` (the task a suite guards, ``Task.suites``): the registry stores
+    nothing of it and imports nothing of portfolio; it asks the link.
+    """
+
+    key: str
+    label: str
+    check: Callable[[str], str]  # why a value is refused ("" when it names something)
+    attach: Callable[[EvaluationSuite, str | None], None]  # inside the import's transaction
+    values: Callable[[list[int]], dict[int, str]]  # suite id → value, for many suites in one query
+
+
+SUITE_LINKS: dict[str, SuiteLink] = {}
+
+
+def register_suite_link(link: SuiteLink) -> None:
+    SUITE_LINKS[link.key] = link
+
+
+def linked_values(suites: list[EvaluationSuite]) -> dict[int, dict[str, str]]:
+    """suite id → {key: value} for every registered link; one query per link."""
+    ids = [suite.pk for suite in suites]
+    found: dict[int, dict[str, str]] = {pk: {} for pk in ids}
+    for link in SUITE_LINKS.values():
+        for pk, value in link.values(ids).items():
+            found[pk][link.key] = value
+    return found
+
+
+def with_links(suites) -> list[EvaluationSuite]:
+    """The suites, each with ``links``: a list of (label, value) for every registered link."""
+    suites = list(suites)
+    values = linked_values(suites)
+    for suite in suites:
+        suite.links = [(link.label, values[suite.pk].get(link.key)) for link in SUITE_LINKS.values()]
+    return suites
+
+
 class SuiteFormatError(ValueError):
     """A suite file that cannot be imported; ``errors`` maps paths to messages."""
 
@@ -80,24 +122,24 @@ class SuiteFormatError(ValueError):
         return result
 
 
+class SuiteLoader(StrictLoader):
+    what = "suites"
+
+
 def load_yaml(text: str) -> Any:
     if len(text.encode()) > MAX_SUITE_BYTES:
         raise SuiteFormatError([("", f"the file is larger than {MAX_SUITE_BYTES // (1024 * 1024)} MB")])
     try:
-        return yaml.load(text, Loader=PolicyLoader)  # noqa: S506 - PolicyLoader is a restricted SafeLoader
-    except PolicyYamlError as error:
+        return strict_yaml.load(text, SuiteLoader)
+    except StrictYamlError as error:
         raise SuiteFormatError([("", str(error))]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise SuiteFormatError([("", f"{where}invalid YAML: {problem}")]) from None
 
 
 @dataclass
 class SuiteSpec:
     fields: dict
     cases: list[dict]
+    links: dict[str, str] = field(default_factory=dict)  # values of the registered SuiteLink keys
 
 
 def _messages(case: dict, path: str, errors: list) -> list[dict] | None:
@@ -128,9 +170,10 @@ def parse_suite(document: Any) -> SuiteSpec:
     errors: list[tuple[str, str]] = []
     if not isinstance(document, dict):
         raise SuiteFormatError([("", "the file must be a mapping with name, slug, category and cases")])
+    known = SUITE_KEYS | set(SUITE_LINKS)
     for key in document:
-        if key not in SUITE_KEYS:
-            errors.append((key, f"unknown key; expected {', '.join(sorted(SUITE_KEYS))}"))
+        if key not in known:
+            errors.append((key, f"unknown key; expected {', '.join(sorted(known))}"))
     fields: dict[str, Any] = {}
     for key in ("name", "slug"):
         if not isinstance(document.get(key), str) or not document[key].strip():
@@ -164,8 +207,7 @@ def parse_suite(document: Any) -> SuiteSpec:
         fields["scorer"], fields["scorer_config"] = scorer, config
     except scorers.ScorerConfigError as error:
         errors.append(("scorer", str(error)))
-    if "task" in document and document["task"] is not None:
-        fields["task_slug"] = str(document["task"])
+    links = {key: str(document[key]) for key in SUITE_LINKS if document.get(key) is not None}
     if "judge" in document and document["judge"] is not None:
         fields["judge_ref"] = str(document["judge"])
     cases_in = document.get("cases")
@@ -215,7 +257,7 @@ def parse_suite(document: Any) -> SuiteSpec:
             )
     if errors:
         raise SuiteFormatError(errors)
-    return SuiteSpec(fields, cases)
+    return SuiteSpec(fields, cases, links)
 
 
 def _render(template: str, variables: dict) -> str:
@@ -284,18 +326,13 @@ def parse_promptfoo(document: Any, name: str, slug: str, category: str) -> Suite
 
 def save_suite(spec: SuiteSpec, by) -> tuple[EvaluationSuite, int, int]:
     """Create or update the suite and its cases (matched by key); returns (suite, created, updated)."""
-    from portfolio.models import Task
-
     if by is not None and not by.has_perm(MANAGE_SUITES):
         raise PermissionDenied("Only engineers can import evaluation suites.")
     fields = dict(spec.fields)
-    task_slug = fields.pop("task_slug", None)
     judge_ref = fields.pop("judge_ref", None)
-    if task_slug is not None:
-        task = Task.objects.filter(slug=task_slug).first()
-        if task is None:
-            raise SuiteFormatError([("task", f"unknown task {task_slug!r}")])
-        fields["task"] = task
+    for key, value in spec.links.items():
+        if key in SUITE_LINKS and (refused := SUITE_LINKS[key].check(value)):
+            raise SuiteFormatError([(key, refused)])
     if judge_ref is not None:
         judge = ModelVersion.objects.filter(ref=judge_ref).first()
         if judge is None:
@@ -330,6 +367,9 @@ def save_suite(spec: SuiteSpec, by) -> tuple[EvaluationSuite, int, int]:
                 case.save()
                 updated += 1
         EvaluationCase.objects.bulk_create(new_cases, batch_size=1000)
+        for key, link in SUITE_LINKS.items():
+            if key in spec.links:
+                link.attach(suite, spec.links[key])
         audit.record(
             "evaluation_suite.import",
             actor=by,
@@ -366,7 +406,7 @@ def export_suite(suite: EvaluationSuite) -> str:
         "name": suite.name,
         "slug": suite.slug,
         "category": suite.category,
-        "task": suite.task.slug if suite.task_id else None,
+        **linked_values([suite])[suite.pk],
         "description": suite.description,
         "pass_threshold_bp": suite.pass_threshold_bp,
         "schedule_minutes": suite.schedule_minutes,

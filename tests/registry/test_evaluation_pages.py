@@ -20,8 +20,8 @@ from django.utils import timezone
 from compliance.models import AlertKind, ComplianceAlert, DataClassification, MatrixCell
 from portfolio.models import ChangeRequest, ChangeStatus, CostTier, PolicySet, PolicyVersion, Task
 from portfolio.policy import normalise
+from portfolio.recommendations import Standing, pareto_frontier, review_routes
 from registry.evaluation.demo_server import start_in_thread
-from registry.evaluation.recommendations import Standing, pareto_frontier, review_routes
 from registry.evaluation.runs import dispatch_due_runs, run_inline
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger, Status
@@ -38,7 +38,7 @@ def demo_server():
     server.server_close()
 
 
-def make_suite(slug: str = "triage", cases: int = 3, **fields) -> EvaluationSuite:
+def make_suite(slug: str = "triage", cases: int = 3, task=None, **fields) -> EvaluationSuite:
     specs = [
         {
             "key": f"t{n + 1}",
@@ -60,7 +60,7 @@ def make_suite(slug: str = "triage", cases: int = 3, **fields) -> EvaluationSuit
         "scorer_config": {"labels": ["billing", "technical", "account"]},
         **fields,
     }
-    return save_suite(SuiteSpec(suite_fields, specs), None)[0]
+    return save_suite(SuiteSpec(suite_fields, specs, {"task": task.slug} if task else {}), None)[0]
 
 
 def demo_version(owner, model_id: str = "demo-swift", status: str = Status.APPROVED, **fields):

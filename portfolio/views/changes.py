@@ -1,4 +1,5 @@
-"""Routing-policy pages: policy sets, versions and diffs, change requests and the YAML editor.
+"""Change requests: the YAML editor with live validation, the list, a request's page and its review
+actions.
 
 Every rule is the model's (``ChangeRequest``) or an operation's (``portfolio.publishing``): a view
 parses input, checks the permission (403), calls one of them and renders. Their refusals
@@ -8,333 +9,57 @@ stale; refusals of the person (``PermissionDenied``) answer 403.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from registry.models import ModelVersion
-from registry.views import page_size
-from steward.charts import bar_chart, figure_json
 from steward.forms import add_model_errors
 from steward.history import history_rows
+from steward.paging import page_size
 
-from .feed import fleet_rows, register_router, revoke_router
-from .forms import (
+from ..forms import (
     ChangeFilterForm,
     ChangeRequestForm,
     ReviewForm,
     RevisionForm,
-    RouterForm,
-    VersionDiffForm,
     WithdrawForm,
 )
-from .models import (
-    OPEN_STATUSES,
+from ..models import (
     PROPOSE_CHANGES,
     PUBLISH_CHANGES,
     REVIEW_CHANGES,
     ChangeRequest,
     ChangeStatus,
-    CostTier,
     PolicySet,
     PolicyVersion,
     ReviewDecision,
-    Router,
-    Task,
 )
-from .policy import document_changes, route_changes, text_diff
-from .publishing import StaleBaseError, publish, rebase, start_change
-from .validation import ValidationResult, validate_document
+from ..policy import document_changes, text_diff
+from ..publishing import StaleBaseError, publish, rebase, start_change
+from ..validation import ValidationResult, validate_document
+from .policies import VIEW_SETS, diff_rows, subjects
 
-VIEW_SETS = "portfolio.view_policyset"
-VIEW_VERSIONS = "portfolio.view_policyversion"
 VIEW_CHANGES = "portfolio.view_changerequest"
 CHANGES_PAGE_SIZE = 25
 EMPTY_POLICY = "default: deny\nroutes: []\n"
-PROVIDER_COLOURS = ["#0969da", "#1a7f37", "#bf8700", "#8250df", "#cf222e", "#1b7c83", "#bc4c00", "#57606a"]
-
-
-# --- what a version routes where, and what it costs ----------------------------------------------
-
-
-@dataclass
-class RouteRow:
-    """One route of a policy version, with the registry's versions and the task it serves."""
-
-    route: dict
-    task: Task | None
-    version: ModelVersion | None
-    tier: str
-    fallbacks: list[tuple[str, ModelVersion | None]]
-    escalation_to: ModelVersion | None
-    cost_micro_usd: int | None = None
-
-    @property
-    def provider(self) -> str:
-        return self.version.model.provider.name if self.version else self.route["model"].split("/")[0]
-
-    @property
-    def escalation_terms(self) -> str:
-        """The escalation in words: 'on low_confidence (< 70%), error; at most 5% of requests'."""
-        escalation = self.route["escalation"]
-        if not escalation:
-            return ""
-        when = [
-            f"{condition} (< {_percent(escalation['confidence_threshold_bp'])})"
-            if condition == "low_confidence" and escalation.get("confidence_threshold_bp") is not None
-            else condition
-            for condition in escalation["when"]
-        ]
-        return f"on {', '.join(when)}; at most {_percent(escalation['max_rate_bp'])} of requests"
-
-    @property
-    def constraint_terms(self) -> list[str]:
-        constraints = self.route["constraints"]
-        terms = []
-        if "max_latency_ms" in constraints:
-            terms.append(f"latency ≤ {constraints['max_latency_ms']:,} ms")
-        if "max_cost_micro_usd" in constraints:
-            terms.append(f"cost ≤ {constraints['max_cost_micro_usd']:,} µUSD")
-        return terms
-
-
-def _percent(basis_points: int) -> str:
-    return f"{basis_points / 100:g}%"
-
-
-def cost_per_thousand_requests(task: Task | None, version: ModelVersion | None) -> int | None:
-    """Micro-USD for 1000 typical requests of ``task`` on ``version`` (prices are per million tokens)."""
-    if task is None or version is None:
-        return None
-    micro_usd = 1000 * (
-        task.typical_input_tokens * version.input_price_micro_usd
-        + task.typical_output_tokens * version.output_price_micro_usd
-    )
-    return (micro_usd + 500_000) // 1_000_000
-
-
-def route_rows(spec: dict) -> list[RouteRow]:
-    """The routes of a normalised spec with their models and tasks, in a fixed number of queries."""
-    routes = spec.get("routes", [])
-    refs: set[str] = set()
-    for route in routes:
-        refs.add(route["model"])
-        refs.update(route["fallbacks"])
-        if route["escalation"]:
-            refs.add(route["escalation"]["to"])
-    versions = {v.ref: v for v in ModelVersion.objects.select_related("model__provider").filter(ref__in=refs)}
-    tasks = {t.slug: t for t in Task.objects.select_related("tier").filter(slug__in={r["task"] for r in routes})}
-    rows = []
-    for route in routes:
-        task = tasks.get(route["task"])
-        version = versions.get(route["model"])
-        rows.append(
-            RouteRow(
-                route=route,
-                task=task,
-                version=version,
-                tier=route.get("tier") or (task.tier.slug if task else "—"),
-                fallbacks=[(ref, versions.get(ref)) for ref in route["fallbacks"]],
-                escalation_to=versions.get(route["escalation"]["to"]) if route["escalation"] else None,
-                cost_micro_usd=cost_per_thousand_requests(task, version),
-            )
-        )
-    return rows
-
-
-def _tier_mix(rows: list[RouteRow]) -> list[dict]:
-    counts = Counter(row.tier for row in rows)
-    ranks = {tier.slug: tier.rank for tier in CostTier.objects.all()}
-    return [
-        {"tier": tier, "routes": n, "percent": round(100 * n / len(rows))}
-        for tier, n in sorted(counts.items(), key=lambda item: (ranks.get(item[0], 99), item[0]))
-    ]
-
-
-def _provider_concentration(rows: list[RouteRow]) -> tuple[list[dict], str]:
-    """Each provider's share of the routes (as primary), as rows and as a plotly pie chart."""
-    counts = Counter(row.provider for row in rows)
-    shares = [
-        {"provider": provider, "routes": n, "percent": round(100 * n / len(rows))}
-        for provider, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    ]
-    chart = figure_json(
-        [
-            {
-                "type": "pie",
-                "labels": [share["provider"] for share in shares],
-                "values": [share["routes"] for share in shares],
-                "hole": 0.45,
-                "sort": False,
-                "textinfo": "label+percent",
-                "hovertemplate": "%{label}: %{value} route(s), %{percent}<extra></extra>",
-                "marker": {"colors": PROVIDER_COLOURS[: len(shares)]},
-            }
-        ],
-        {
-            "title": {"text": "Routes per provider (primary model)"},
-            "height": 300,
-            "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-            "showlegend": False,
-        },
-    )
-    return shares, chart
-
-
-def _version_context(version: PolicyVersion) -> dict:
-    rows = route_rows(version.spec)
-    costs = [row.cost_micro_usd for row in rows if row.cost_micro_usd is not None]
-    context = {"version": version, "rows": rows, "total_cost": sum(costs) if costs else None}
-    if rows:
-        shares, chart = _provider_concentration(rows)
-        context.update(tier_mix=_tier_mix(rows), provider_shares=shares, provider_chart=chart)
-    return context
-
-
-# --- policy sets and versions --------------------------------------------------------------------
-
-
-@permission_required(VIEW_SETS, raise_exception=True)
-def policy_sets(request: HttpRequest) -> HttpResponse:
-    """Every policy set: its current version, required approvals and open change requests."""
-    latest = PolicyVersion.objects.filter(policy_set=OuterRef("pk")).order_by("-number")
-    sets = PolicySet.objects.annotate(
-        current_number=Subquery(latest.values("number")[:1]),
-        current_published_at=Subquery(latest.values("published_at")[:1]),
-        open_changes=Count("change_requests", filter=Q(change_requests__status__in=OPEN_STATUSES)),
-    )
-    return render(
-        request,
-        "portfolio/policy_sets.html",
-        {"policy_sets": sets, "can_propose": request.user.has_perm(PROPOSE_CHANGES)},
-    )
-
-
-@permission_required(VIEW_SETS, raise_exception=True)
-def policy_set(request: HttpRequest, slug: str) -> HttpResponse:
-    """The version in force: what routes where, the tier mix, costs and provider concentration."""
-    policy_set = get_object_or_404(PolicySet, slug=slug)
-    current = policy_set.versions.select_related("author", "published_by", "change_request").order_by("-number").first()
-    open_changes = (
-        policy_set.change_requests.filter(status__in=OPEN_STATUSES)
-        .select_related("author", "base_version")
-        .order_by("-updated_at")
-    )
-    context = {
-        "policy_set": policy_set,
-        "open_changes": open_changes,
-        "can_propose": request.user.has_perm(PROPOSE_CHANGES),
-        "is_current": True,
-        "history": history_rows(policy_set),
-        **(_version_context(current) if current else {"version": None}),
-    }
-    return render(request, "portfolio/policy_set.html", context)
-
-
-def _diff_rows(lines: list[str]) -> list[tuple[str, str]]:
-    """Unified diff lines with their kind, for colouring: file, hunk, add, del or same."""
-    rows = []
-    for line in lines:
-        if line.startswith(("+++", "---")):
-            kind = "file"
-        elif line.startswith("@@"):
-            kind = "hunk"
-        elif line.startswith("+"):
-            kind = "add"
-        elif line.startswith("-"):
-            kind = "del"
-        else:
-            kind = "same"
-        rows.append((kind, line))
-    return rows
-
-
-def _version_diff(old: PolicyVersion, new: PolicyVersion) -> dict:
-    slug = new.policy_set.slug
-    return {
-        "old": old,
-        "new": new,
-        "route_changes": _subjects(route_changes(old.spec, new.spec)),
-        "lines": _diff_rows(text_diff(old.document, new.document, f"{slug} v{old.number}", f"{slug} v{new.number}")),
-    }
-
-
-@permission_required(VIEW_VERSIONS, raise_exception=True)
-def policy_versions(request: HttpRequest, slug: str) -> HttpResponse:
-    """Every version with who, when and provenance; a diff between any two (``?from=N&to=M``)."""
-    policy_set = get_object_or_404(PolicySet, slug=slug)
-    versions = list(
-        policy_set.versions.select_related("policy_set", "author", "published_by", "change_request").order_by("-number")
-    )
-    by_number = {version.number: version for version in versions}
-    numbers = list(by_number)
-    status = 200
-    diff = None
-    if "from" in request.GET or "to" in request.GET:
-        form = VersionDiffForm(request.GET, numbers=numbers, slug=slug)
-        if form.is_valid():
-            diff = _version_diff(by_number[form.cleaned_data["from"]], by_number[form.cleaned_data["to"]])
-        else:
-            status = 400
-    else:
-        initial = {"from": numbers[1], "to": numbers[0]} if len(numbers) > 1 else {}
-        form = VersionDiffForm(None, numbers=numbers, slug=slug, initial=initial)
-        if initial:
-            diff = _version_diff(by_number[numbers[1]], by_number[numbers[0]])
-    context = {
-        "policy_set": policy_set,
-        "versions": versions,
-        "current": versions[0] if versions else None,
-        "form": form,
-        "diff": diff,
-        "can_propose": request.user.has_perm(PROPOSE_CHANGES),
-    }
-    return render(request, "portfolio/policy_versions.html", context, status=status)
-
-
-@permission_required(VIEW_VERSIONS, raise_exception=True)
-def policy_version(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    """One version: its provenance, its routes and its YAML; a rollback starts from here."""
-    version = get_object_or_404(
-        PolicyVersion.objects.select_related("policy_set", "author", "published_by", "change_request"),
-        policy_set__slug=slug,
-        number=number,
-    )
-    current_number = version.policy_set.versions.aggregate(n=Max("number"))["n"]
-    context = {
-        **_version_context(version),
-        "policy_set": version.policy_set,
-        "is_current": version.number == current_number,
-        "current_number": current_number,
-        "can_propose": request.user.has_perm(PROPOSE_CHANGES),
-    }
-    return render(request, "portfolio/policy_version.html", context)
 
 
 # --- the YAML editor and its live validation -----------------------------------------------------
 
 
-def _subjects(changes: list[str]) -> list[tuple[str, str]]:
-    """Route changes split into what changed and how ("ticket-triage / internal", "a → b"), for emphasis."""
-    return [(subject, rest) for subject, _, rest in (change.partition(": ") for change in changes)]
-
-
 def _routes_in_words(document: dict | None, base: PolicyVersion | None) -> list[tuple[str, str]] | None:
     """Route-level changes from ``base`` to ``document`` in words; None while the routes are malformed."""
     changes = document_changes(base.spec if base else None, document)
-    return None if changes is None else _subjects(changes)
+    return None if changes is None else subjects(changes)
 
 
 def _validation_context(text: str, policy_set: PolicySet, base: PolicyVersion | None) -> dict:
@@ -528,7 +253,7 @@ def _detail_context(
     if latest is not None:
         validation = validate_document(latest.document, policy_set)
         document = validation.document
-        lines = _diff_rows(
+        lines = diff_rows(
             text_diff(
                 base.document if base else "",
                 latest.document,
@@ -671,78 +396,3 @@ def publish_change_request(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(request, change_request, refusal=error.messages)
     messages.success(request, f"{change_request} published as {version.policy_set.slug} v{version.number}.")
     return redirect(reverse("portfolio:policy-set", args=[version.policy_set.slug]))
-
-
-# --- the fleet of routers -----------------------------------------------------------------------
-
-MANAGE_ROUTERS = "portfolio.manage_router"
-
-
-def _fleet_chart(rows: list[dict]) -> str:
-    """How many active routers run each version, per policy set."""
-    counts = Counter(
-        (
-            row["router"].policy_set.slug,
-            f"v{row['router'].applied_version}" if row["router"].applied_version else "none yet",
-        )
-        for row in rows
-        if row["router"].is_active
-    )
-    sets = sorted({policy_set for policy_set, _ in counts})
-    versions = sorted(
-        {version for _, version in counts}, key=lambda v: (v == "none yet", int(v[1:]) if v[1:].isdigit() else 0)
-    )
-    return bar_chart(
-        sets,
-        {version: [counts[(s, version)] for s in sets] for version in versions},
-        "Which policy version the fleet runs",
-        height=300,
-    )
-
-
-@permission_required("portfolio.view_router", raise_exception=True)
-def fleet(request: HttpRequest) -> HttpResponse:
-    form = RouterForm(request.POST or None)
-    new_token = None
-    if request.method == "POST":
-        if not request.user.has_perm(MANAGE_ROUTERS):
-            raise PermissionDenied("Only governance officers can register routers.")
-        if form.is_valid():
-            try:
-                router, new_token = register_router(
-                    form.cleaned_data["policy_set"],
-                    form.cleaned_data["name"],
-                    request.user,
-                    form.cleaned_data["description"],
-                    form.cleaned_data["expires_in_days"],
-                )
-            except ValidationError as error:
-                add_model_errors(form, error)
-            else:
-                messages.success(request, f"Router {router.name} registered for {router.policy_set.slug}.")
-                form = RouterForm()
-    rows = fleet_rows()
-    context = {
-        "rows": rows,
-        "form": form,
-        "new_token": new_token,
-        "chart": _fleet_chart(rows) if rows else "",
-        "stale_after": settings.STEWARD_ROUTER_STALE_SECONDS,
-    }
-    response = render(request, "portfolio/fleet.html", context, status=400 if form.errors else 200)
-    if new_token:
-        response["Cache-Control"] = "no-store"  # the token is shown this once
-    return response
-
-
-@require_POST
-@permission_required(MANAGE_ROUTERS, raise_exception=True)
-def revoke_router_token(request: HttpRequest, pk: int) -> HttpResponse:
-    router = get_object_or_404(Router, pk=pk)
-    try:
-        revoke_router(router, request.user)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"{router.name}'s token is revoked; it can no longer pull or report.")
-    return redirect("portfolio:fleet")

@@ -1,3 +1,5 @@
+"""Steward's URL map: every app's pages and API, the router feed first."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -9,9 +11,16 @@ from audits import api as audits_api
 from compliance import api as compliance_api
 from portfolio import api as portfolio_api
 from portfolio import feed
+from portfolio.views import recommendations
 from registry import api as registry_api
+from steward import views as steward_views
 
 from . import views
+
+RECOMMENDATIONS = [
+    path("", recommendations.recommendations, name="list"),
+    path("apply/", recommendations.recommendation_apply, name="apply"),
+]
 
 # Trailing slashes are optional: /api/v1/model-versions/7/approve and .../approve/ both work.
 router = DefaultRouter()
@@ -36,14 +45,16 @@ urlpatterns = [
     path("api/v1/policy-sets/<slug:slug>/bundle", feed.bundle, name="feed-bundle"),
     path("api/v1/policy-sets/<slug:slug>/status", feed.status, name="feed-status"),
     path("", views.dashboard, name="dashboard"),
-    path("login/", views.SignInView.as_view(), name="login"),
+    path("login/", steward_views.SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("profile/", views.profile, name="profile"),
-    path("profile/tokens/<int:pk>/revoke/", views.revoke_token, name="revoke-token"),
+    path("profile/", steward_views.profile, name="profile"),
+    path("profile/tokens/<int:pk>/revoke/", steward_views.revoke_token, name="revoke-token"),
     path("approvals/", views.approvals_inbox, name="approvals"),
-    path("security/lockouts/", views.lockouts, name="lockouts"),
-    path("security/lockouts/unlock/", views.unlock, name="unlock"),
-    path("health/", views.health, name="health"),
+    path("security/lockouts/", steward_views.lockouts, name="lockouts"),
+    path("security/lockouts/unlock/", steward_views.unlock, name="unlock"),
+    path("health/", steward_views.health, name="health"),
+    # Recommendations are portfolio's (they open change requests); they stay beside the suites they read.
+    path("registry/recommendations/", include((RECOMMENDATIONS, "recommendations"))),
     path("registry/", include("registry.urls")),
     path("compliance/", include("compliance.urls")),
     path("policies/", include("portfolio.urls")),

@@ -12,22 +12,23 @@ matrix says so) costs less per 1,000 requests and scores within a tolerance of t
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 
-from ..models import EvaluationRun, EvaluationSuite, ModelVersion, RunStatus, Status
+from compliance.matrix import Matrix
+from compliance.models import DataClassification
+from registry.models import EvaluationRun, ModelVersion, RunStatus, Status
+
+from .models import ChangeRequest, PolicySet, PolicyVersion, Task
+from .policy import to_yaml
+from .publishing import start_change
 
 DEFAULT_TOLERANCE_BP = 200  # 2 points out of 100
 NEAR_MISSES = 3
-
-if TYPE_CHECKING:
-    from portfolio.models import ChangeRequest, PolicySet, PolicyVersion
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,10 @@ class Standing:
 def standings_by_task() -> dict[int, dict[int, Standing]]:
     """task id → version id → Standing, for every task that suites guard; two queries."""
     suites_of_task: dict[int, set[int]] = defaultdict(set)
-    for task_id, suite_id in EvaluationSuite.objects.filter(task__isnull=False).values_list("task_id", "pk"):
+    tasks_of_suite: dict[int, set[int]] = defaultdict(set)
+    for task_id, suite_id in Task.suites.through.objects.values_list("task_id", "evaluationsuite_id"):
         suites_of_task[task_id].add(suite_id)
+        tasks_of_suite[suite_id].add(task_id)
     newest = (
         EvaluationRun.objects.filter(
             suite=OuterRef("suite"), model_version=OuterRef("model_version"), status=RunStatus.COMPLETED
@@ -53,11 +56,12 @@ def standings_by_task() -> dict[int, dict[int, Standing]]:
         .values("pk")[:1]
     )
     runs = EvaluationRun.objects.filter(
-        status=RunStatus.COMPLETED, suite__task__isnull=False, pk=Subquery(newest)
+        status=RunStatus.COMPLETED, suite_id__in=list(tasks_of_suite), pk=Subquery(newest)
     ).select_related("suite", "model_version__model__provider")
     grouped: dict[tuple[int, int], list[EvaluationRun]] = defaultdict(list)
     for run in runs:
-        grouped[(run.suite.task_id, run.model_version_id)].append(run)
+        for task_id in tasks_of_suite[run.suite_id]:
+            grouped[(task_id, run.model_version_id)].append(run)
     result: dict[int, dict[int, Standing]] = defaultdict(dict)
     for (task_id, version_id), task_runs in grouped.items():
         # A standing needs a score on every suite of the task, so that versions compare like with like.
@@ -137,10 +141,6 @@ class RouteReview:
 
 def review_routes(tolerance_bp: int = DEFAULT_TOLERANCE_BP) -> list[RouteReview]:
     """Every route of every policy set's current version, with its recommendations (cheapest first)."""
-    from compliance.matrix import Matrix
-    from compliance.models import DataClassification
-    from portfolio.models import PolicySet, Task
-
     tasks = {task.slug: task for task in Task.objects.all()}
     task_suites = set(Task.objects.filter(suites__isnull=False).values_list("slug", flat=True))
     standings = standings_by_task()
@@ -150,8 +150,8 @@ def review_routes(tolerance_bp: int = DEFAULT_TOLERANCE_BP) -> list[RouteReview]
         current = policy_set.current_version()
         if current is None:
             continue
-        for route in current.spec.get("routes", []):
-            reviews.append(RouteReview(policy_set, current, route["task"], route["classification"], route["model"]))
+        for route in current.policy:
+            reviews.append(RouteReview(policy_set, current, route.task, route.classification, route.model))
     candidates = {
         standing.version.pk: standing.version
         for by_version in standings.values()
@@ -194,20 +194,6 @@ def review_routes(tolerance_bp: int = DEFAULT_TOLERANCE_BP) -> list[RouteReview]
     return reviews
 
 
-def route_with_model(spec: dict, task: str, classification: str, ref: str) -> dict:
-    """A copy of a normalised policy ``spec`` whose route for (task, classification) goes to ``ref``.
-
-    ``ref`` leaves the route's fallbacks: a model is not its own fallback.
-    """
-    changed = copy.deepcopy(spec)
-    for route in changed["routes"]:
-        if route["task"] == task and route["classification"] == classification:
-            route["model"] = ref
-            route["fallbacks"] = [fallback for fallback in route.get("fallbacks", []) if fallback != ref]
-            return changed
-    raise ValidationError({"route": [f"The current policy has no route for {task} / {classification}."]})
-
-
 def propose_route_change(
     policy_set: PolicySet, task: str, classification: str, ref: str, by, tolerance_bp: int = DEFAULT_TOLERANCE_BP
 ) -> ChangeRequest:
@@ -216,9 +202,6 @@ def propose_route_change(
     Refused when the recommendation no longer holds (new runs, another policy version, a cell
     that became unusable). Returns the change request.
     """
-    from portfolio.policy import to_yaml
-    from portfolio.publishing import start_change
-
     review = next(
         (
             r
@@ -233,7 +216,7 @@ def propose_route_change(
         raise ValidationError(
             {"model": [f"{ref} is no longer recommended for {policy_set.slug}: {task} / {classification}."]}
         )
-    document = to_yaml(route_with_model(review.policy_version.spec, task, classification, ref))
+    document = to_yaml(review.policy_version.policy.with_route_model(task, classification, ref).as_spec())
     evidence = recommendation.candidate.runs + recommendation.current.runs
     runs = ", ".join(f"#{run.pk} {run.suite.slug}" for run in evidence)
     rationale = (
