@@ -299,12 +299,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-# The key-encryption key for private signing keys (a Fernet key). Set STEWARD_KEK in production and
-# keep it outside the database's backups; the generated one under var/ is for the demo.
+# The key-encryption key for private signing keys and the audit key (a Fernet key). Set STEWARD_KEK
+# in production and keep it outside the database's backups; the generated one under var/ is for the demo.
 STEWARD_KEK = env_str("STEWARD_KEK") or _persisted_secret(
     "kek", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 )
 STEWARD_ROOT_LIFETIME_DAYS = env_int("STEWARD_ROOT_LIFETIME_DAYS", 365)
+# The audit checkpoint log, written outside the database (one signed JSON line per checkpoint).
+# Put it on storage the database's administrators cannot write, and copy it elsewhere.
+STEWARD_AUDIT_CHECKPOINT_DIR = env_str("STEWARD_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints"))
 # A router not seen for this long is shown as stale on the fleet page.
 STEWARD_ROUTER_STALE_SECONDS = env_int("STEWARD_ROUTER_STALE_SECONDS", 300)
 
