@@ -35,6 +35,7 @@ from .models import (
     SigningKey,
     TrustRoot,
 )
+from .signals import announce_published
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -338,6 +339,7 @@ def resign(policy_set: PolicySet, now: dt.datetime | None = None) -> PolicyVersi
                 "sha256": release.sha256,
             },
         )
+        announce_published(version)
     return version
 
 

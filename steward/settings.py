@@ -256,6 +256,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# How often the audit trail is checkpointed: events deleted from the tail within one interval
+# (after one checkpoint, before the next) are not caught by checkpoints (docs/operations.md).
+STEWARD_AUDIT_CHECKPOINT_SECONDS = env_int("STEWARD_AUDIT_CHECKPOINT_SECONDS", 600)
 CELERY_BEAT_SCHEDULE: dict = {
     "compliance-alerts": {"task": "compliance.record_alerts", "schedule": 24 * 3600},
     "resign-policies": {"task": "portfolio.resign_due", "schedule": 3600},
@@ -264,6 +267,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "decision-retention": {"task": "audits.remove_expired_content", "schedule": 24 * 3600},
     "evaluation-schedule": {"task": "registry.dispatch_due_runs", "schedule": 60},
     "evaluation-watchdog": {"task": "registry.watchdog", "schedule": 60},
+    # Signed checkpoints of the audit trail (and one at every publish); then an incremental
+    # verification from the last verified checkpoint, and a full walk of the chain nightly.
+    "audit-checkpoint": {"task": "audits.make_checkpoint", "schedule": STEWARD_AUDIT_CHECKPOINT_SECONDS},
+    "audit-verify": {"task": "audits.verify_recent", "schedule": STEWARD_AUDIT_CHECKPOINT_SECONDS},
+    "audit-verify-full": {"task": "audits.verify_full", "schedule": 24 * 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -25,11 +25,18 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from audits import tasks
 from audits.checkpoints import CHECKPOINT_PAYLOAD_TYPE, CheckpointLogError, Statement, sign
 from audits.events import GENESIS, event_hash, make_checkpoint, record, verify_chain, verify_recent
-from audits.models import AuditChainHead, AuditCheckpoint, AuditEvent, AuditKey
+from audits.models import AuditChainHead, AuditCheckpoint, AuditEvent, AuditKey, AuditVerification
+from portfolio.publishing import publish, start_change
+from portfolio.signing import resign
+from steward.celery import app
 from steward_client.canonical import canonical_json
 from steward_client.dsse import sign_envelope
+from tests.registry.test_evaluation_runs import celery_worker
+
+from ..factories import ROUTED_POLICY
 
 pytestmark = pytest.mark.django_db
 
@@ -432,3 +439,72 @@ def test_incremental_verification_finds_a_cut_tail():
     name = f"checkpoint #1 of {time(checkpoint)} (database)"
     assert not verification.ok and verification.broken_seq == 4
     assert verification.reason == f"the chain ends at #3, but {name} counted 6 events: events #4–#6 were removed"
+
+
+# --- when checkpoints are made ------------------------------------------------------------------
+
+
+def publish_again(world, bob, carol, alice):
+    change = start_change(world["policy_set"], bob, "again", "", ROUTED_POLICY)
+    change.submit(bob)
+    change.review(carol, "approve", "ok")
+    return publish(change, alice)
+
+
+def test_publishing_and_re_signing_make_a_checkpoint_that_counts_them(
+    world, alice, bob, carol, checkpoint_dir, django_capture_on_commit_callbacks
+):
+    assert not AuditCheckpoint.objects.exists()  # the world's v1 was published in a transaction never committed
+    with django_capture_on_commit_callbacks(execute=True):
+        version = publish_again(world, bob, carol, alice)
+    published = AuditEvent.objects.get(action="policy.publish", object_id=str(version.pk))
+    checkpoint = AuditCheckpoint.objects.get()
+    assert checkpoint.reason == "production v2 published"
+    assert checkpoint.count == head_seq() >= published.seq
+    with django_capture_on_commit_callbacks(execute=True):
+        resigned = resign(world["policy_set"])
+    latest = AuditCheckpoint.objects.first()
+    assert latest.reason == "production v3 re-signed" and resigned.number == 3
+    assert AuditEvent.objects.get(action="policy.re-sign").seq <= latest.count == head_seq()
+    assert [line["envelope"] for line in log_lines(checkpoint_dir)] == [
+        json.loads(bytes(c.envelope)) for c in (checkpoint, latest)
+    ]
+
+
+def test_a_checkpoint_that_cannot_be_written_never_fails_the_publish(
+    world, alice, bob, carol, checkpoint_dir, django_capture_on_commit_callbacks, caplog
+):
+    checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir.write_text("not a directory")
+    with django_capture_on_commit_callbacks(execute=True):
+        version = publish_again(world, bob, carol, alice)
+    assert version.number == 2 and world["policy_set"].current_version() == version
+    assert not AuditCheckpoint.objects.exists()
+    assert "cannot write the audit checkpoint log" in caplog.text
+
+
+def test_the_beat_schedule_checkpoints_and_verifies(settings):
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["audit-checkpoint"] == {"task": "audits.make_checkpoint", "schedule": 600}
+    assert schedule["audit-verify"] == {"task": "audits.verify_recent", "schedule": 600}
+    assert schedule["audit-verify-full"] == {"task": "audits.verify_full", "schedule": 24 * 3600}
+    assert {tasks.checkpoint.name, tasks.verify_since_last_checkpoint.name, tasks.verify_whole_chain.name} == {
+        "audits.make_checkpoint",
+        "audits.verify_recent",
+        "audits.verify_full",
+    }
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_tasks_checkpoint_and_verify_on_a_real_worker(checkpoint_dir):
+    _events(3)
+    with celery_worker(concurrency=1, STEWARD_AUDIT_CHECKPOINT_DIR=str(checkpoint_dir)):
+        number = app.send_task("audits.make_checkpoint").get(timeout=30)
+        result = app.send_task("audits.verify_recent").get(timeout=30)
+    checkpoint = AuditCheckpoint.objects.get(number=number)
+    assert (checkpoint.count, checkpoint.reason) == (4, "scheduled")  # three events and the audit key's
+    assert log_lines(checkpoint_dir)[0]["envelope"] == json.loads(bytes(checkpoint.envelope))
+    assert result == {"ok": True, "through_seq": 4, "reason": ""}
+    verification = AuditVerification.objects.get()
+    assert (verification.kind, verification.ok, verification.checkpoint) == ("incremental", True, checkpoint)
