@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from audits import tasks
@@ -32,6 +33,7 @@ from audits.models import AuditChainHead, AuditCheckpoint, AuditEvent, AuditKey,
 from portfolio.publishing import publish, start_change
 from portfolio.signing import resign
 from steward.celery import app
+from steward.models import ApiToken
 from steward_client.canonical import canonical_json
 from steward_client.dsse import sign_envelope
 from tests.registry.test_evaluation_runs import celery_worker
@@ -508,3 +510,46 @@ def test_the_beat_tasks_checkpoint_and_verify_on_a_real_worker(checkpoint_dir):
     assert result == {"ok": True, "through_seq": 4, "reason": ""}
     verification = AuditVerification.objects.get()
     assert (verification.kind, verification.ok, verification.checkpoint) == ("incremental", True, checkpoint)
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+def test_the_api_serves_verifiable_checkpoints_to_every_role(alice, bob, dave, erin, client_for, checkpoint_dir):
+    _events(2)
+    made = [make_checkpoint("test"), make_checkpoint("test")]
+    _, raw = ApiToken.issue(dave, "copies")
+    response = Client().get("/api/v1/audit/checkpoints", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 200
+    body = response.json()
+    [key] = body["keys"]
+    assert key == {"keyid": AuditKey.objects.get().keyid, "keytype": "ed25519", "public_key": key["public_key"]}
+    assert body["payload_type"] == CHECKPOINT_PAYLOAD_TYPE and body["next"] is None
+    assert [c["number"] for c in body["checkpoints"]] == [1, 2]
+    for item, checkpoint, line in zip(body["checkpoints"], made, log_lines(checkpoint_dir), strict=True):
+        statement = verify_with_cryptography(item["envelope"], key["public_key"])
+        assert json.loads(item["statement"]) == statement
+        assert (
+            (statement["count"], statement["head"])
+            == (checkpoint.count, checkpoint.head)
+            == (
+                item["count"],
+                item["head"],
+            )
+        )
+        assert item["keyid"] == key["keyid"] and item["envelope"]["signatures"][0]["sig"] == item["signature"]
+        assert item["envelope"] == line["envelope"]  # what the log outside the database holds
+    assert [c["number"] for c in client_for(alice).get("/api/v1/audit/checkpoints?after=1").json()["checkpoints"]] == [
+        2
+    ]
+    assert client_for(bob).get("/api/v1/audit/checkpoints").status_code == 200
+    assert client_for(erin).get("/api/v1/audit/checkpoints").status_code == 403
+    anonymous = Client().get("/api/v1/audit/checkpoints")
+    assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("after", ["x", "-1", "1.5", "9" * 30])
+def test_a_bad_after_is_a_clear_400(dave, client_for, after):
+    response = client_for(dave).get("/api/v1/audit/checkpoints", {"after": after})
+    assert response.status_code == 400
+    assert response.json() == {"after": ["Must be a checkpoint number: a whole number, 0 or more."]}
