@@ -553,3 +553,43 @@ def test_a_bad_after_is_a_clear_400(dave, client_for, after):
     response = client_for(dave).get("/api/v1/audit/checkpoints", {"after": after})
     assert response.status_code == 400
     assert response.json() == {"after": ["Must be a checkpoint number: a whole number, 0 or more."]}
+
+
+# --- the audit page -----------------------------------------------------------------------------
+
+
+def test_the_audit_page_shows_the_last_verification_without_walking_the_chain(dave, client_for):
+    client = client_for(dave)
+    _events(3)
+    make_checkpoint("test")
+    verify_recent()
+    client.get("/audit/")  # warm: sessions, content types
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/audit/").status_code == 200
+    _events(120, start=3)
+    checkpoint = make_checkpoint("test")
+    verification = verify_recent()
+    with CaptureQueriesContext(connection) as many:
+        body = client.get("/audit/").content.decode()
+    assert len(many) == len(few)
+    # Events are read a page at a time (LIMIT); no query reads every event's hash.
+    walks = [
+        q for q in many.captured_queries if '"audits_auditevent"."prev_hash"' in q["sql"] and "LIMIT" not in q["sql"]
+    ]
+    assert not walks
+    assert (
+        f"<strong>Chain intact</strong> up to #{checkpoint.count}, matching signed checkpoint #2 of "
+        f"{checkpoint.made_at:%Y-%m-%d %H:%M:%S} UTC." in body
+    )
+    assert f"Last verified {verification.finished_at:%Y-%m-%d %H:%M:%S} UTC (incremental" in body
+
+
+def test_the_audit_page_names_the_checkpoint_that_proves_a_break(dave, client_for):
+    _events(5)
+    checkpoint = make_checkpoint("test")
+    with triggers_off():
+        rewrite_from(4, "rewritten")
+    verify_recent()
+    body = client_for(dave).get("/audit/").content.decode()
+    assert 'class="chain-status chain-broken"' in body and "Chain broken at #1:</strong> event #6 has hash" in body
+    assert f"Proved by checkpoint #1 of {time(checkpoint)} (database, log line 1)." in body
