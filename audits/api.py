@@ -10,6 +10,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -58,6 +60,10 @@ def decisions(request: HttpRequest) -> HttpResponse:
     return JsonResponse(result.as_dict(), status=200)
 
 
+@extend_schema(
+    parameters=[OpenApiParameter("after", int, description="Only checkpoints numbered above this one.")],
+    responses=OpenApiTypes.OBJECT,
+)
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def checkpoints(request) -> Response:

@@ -90,8 +90,8 @@ class AuditCheckpoint(models.Model):
 
 
 class VerificationKind(models.TextChoices):
-    INCREMENTAL = "incremental", "Incremental (from the last verified checkpoint)"
-    FULL = "full", "Full walk"
+    INCREMENTAL = "incremental", "Incremental, from the last verified checkpoint"
+    FULL = "full", "Full walk of the chain"
 
 
 class AuditVerification(models.Model):

@@ -97,7 +97,7 @@ class Migration(migrations.Migration):
             name='AuditVerification',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('incremental', 'Incremental (from the last verified checkpoint)'), ('full', 'Full walk')], max_length=12)),
+                ('kind', models.CharField(choices=[('incremental', 'Incremental, from the last verified checkpoint'), ('full', 'Full walk of the chain')], max_length=12)),
                 ('started_at', models.DateTimeField()),
                 ('finished_at', models.DateTimeField(db_index=True)),
                 ('ok', models.BooleanField()),
