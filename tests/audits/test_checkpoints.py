@@ -555,6 +555,12 @@ def test_a_bad_after_is_a_clear_400(dave, client_for, after):
     assert response.json() == {"after": ["Must be a checkpoint number: a whole number, 0 or more."]}
 
 
+def test_checkpoints_are_only_read_through_the_api(alice, client_for):
+    response = client_for(alice).post("/api/v1/audit/checkpoints", {}, content_type="application/json")
+    assert response.status_code == 405 and "detail" in response.json()
+    assert not AuditCheckpoint.objects.exists()
+
+
 # --- the audit page -----------------------------------------------------------------------------
 
 
