@@ -1,17 +1,29 @@
-"""``POST /api/v1/decisions``: routers report batches of decision records with their router token."""
+"""``POST /api/v1/decisions``: routers report batches of decision records with their router token.
+``GET /api/v1/audit/checkpoints``: the signed checkpoints of the audit trail, for keeping copies."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
 
 from portfolio.feed import router_from_request, unauthorised
 from portfolio.models import Router
 
+from .checkpoints import CHECKPOINT_PAYLOAD_TYPE, statement_time
 from .decisions import MAX_BATCH, MAX_BODY_BYTES, ForeignPolicySet, ingest
+from .models import AuditCheckpoint, AuditKey
+
+CHECKPOINT_PAGE = 1000
 
 
 @csrf_exempt
@@ -46,3 +58,64 @@ def decisions(request: HttpRequest) -> HttpResponse:
             {"detail": f"This router reports for {router.policy_set.slug}, not for {error.args[0]!r}."}, status=403
         )
     return JsonResponse(result.as_dict(), status=200)
+
+
+@extend_schema(
+    parameters=[OpenApiParameter("after", int, description="Only checkpoints numbered above this one.")],
+    responses=OpenApiTypes.OBJECT,
+)
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def checkpoints(request) -> Response:
+    """The audit trail's signed checkpoints, oldest first, ``?after=<number>`` for those after one.
+
+    Each carries its statement (the exact signed bytes, as text), the signature (Ed25519 over DSSE's
+    pre-authentication encoding of ``payload_type`` and the statement), the keyid, and the DSSE
+    envelope exactly as the checkpoint log holds it; ``keys`` has the audit public keys. Anyone who
+    keeps copies (another machine, on a schedule) can verify them without Steward and later hold
+    Steward's trail against them.
+
+    Readable with the ``audits.view_auditcheckpoint`` permission, which every role has (officers,
+    engineers, auditors, by session or API token): a checkpoint reveals only how many events the
+    trail held and when, never their content. Anonymous reading is not offered: copy keepers run
+    with a token of their own (an auditor's), so who fetches is known; someone without a role gets 403.
+    """
+    if not request.user.has_perm("audits.view_auditcheckpoint"):
+        return Response({"detail": "You do not have permission to read the audit checkpoints."}, status=403)
+    after = request.query_params.get("after") or "0"
+    if not after.isdigit() or len(after) > 18:
+        return Response({"after": ["Must be a checkpoint number: a whole number, 0 or more."]}, status=400)
+    rows = list(AuditCheckpoint.objects.filter(number__gt=int(after)).order_by("number")[: CHECKPOINT_PAGE + 1])
+    more = len(rows) > CHECKPOINT_PAGE
+    rows = rows[:CHECKPOINT_PAGE]
+    items = []
+    for row in rows:
+        envelope = json.loads(bytes(row.envelope))
+        [signature] = envelope["signatures"]
+        items.append(
+            {
+                "number": row.number,
+                "count": row.count,
+                "head": row.head,
+                "time": statement_time(row.made_at),
+                "reason": row.reason,
+                "keyid": signature["keyid"],
+                "statement": base64.b64decode(envelope["payload"]).decode("utf-8"),
+                "signature": signature["sig"],
+                "envelope": envelope,
+            }
+        )
+    next_url = None
+    if more:
+        next_url = request.build_absolute_uri(f"{reverse('audit-checkpoints')}?after={rows[-1].number}")
+    return Response(
+        {
+            "payload_type": CHECKPOINT_PAYLOAD_TYPE,
+            "keys": [
+                {"keyid": key.keyid, "keytype": "ed25519", "public_key": key.public_key}
+                for key in AuditKey.objects.order_by("created_at", "pk")
+            ],
+            "checkpoints": items,
+            "next": next_url,
+        }
+    )

@@ -1,9 +1,12 @@
-"""Audits: the hash-chained, append-only audit trail; decision records from routers; violations.
+"""Audits: the hash-chained, append-only audit trail and its signed checkpoints; decision records
+from routers; violations.
 
 Audit events are written only by ``audits.events.record`` and never changed: database triggers
-refuse UPDATE and DELETE on the table (PostgreSQL and SQLite), and each event's hash covers the
-previous event's hash, so ``manage.py verify_audit_chain`` finds any row changed behind the
-triggers' back.
+refuse UPDATE, DELETE and TRUNCATE on the table and keep the chain head moving forward only
+(PostgreSQL and SQLite), and each event's hash covers the previous event's hash, so
+``manage.py verify_audit_chain`` finds any row changed behind the triggers' back. Someone who can
+switch the triggers off could recompute every later hash; the signed checkpoints, also written to a
+log outside the database, are what still disagrees then.
 """
 
 from __future__ import annotations
@@ -48,6 +51,80 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain at #{self.last_seq}"
+
+
+class AuditKey(models.Model):
+    """The Ed25519 key that signs audit checkpoints. Like the policy signing keys, its private half
+    is stored only encrypted with the key-encryption key (``STEWARD_KEK``)."""
+
+    keyid = models.CharField(max_length=64, unique=True, help_text="Hex SHA-256 of the raw public key.")
+    public_key = models.CharField(max_length=64, help_text="The raw 32-byte public key, hex.")
+    private_key_encrypted = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"audit key {self.keyid[:12]}…"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement that the audit trail held ``count`` events ending in hash ``head`` at
+    ``made_at``. ``envelope`` holds the exact DSSE bytes, which are also appended to the checkpoint
+    log outside the database; ``reason`` (why it was made) is not signed."""
+
+    number = models.PositiveBigIntegerField(unique=True)
+    count = models.BigIntegerField(help_text="Events in the chain: the seq of its newest event.")
+    head = models.CharField(max_length=64, help_text="The hash of event #count (the genesis hash for 0).")
+    made_at = models.DateTimeField()
+    keyid = models.CharField(max_length=64)
+    envelope = models.BinaryField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.number} at {self.made_at:%Y-%m-%d %H:%M:%S}Z ({self.count} events)"
+
+
+class VerificationKind(models.TextChoices):
+    INCREMENTAL = "incremental", "Incremental, from the last verified checkpoint"
+    FULL = "full", "Full walk of the chain"
+
+
+class AuditVerification(models.Model):
+    """The result of one verification of the chain against its checkpoints: what the audit page
+    shows, and where the next incremental verification starts (``checkpoint`` of the last good one)."""
+
+    kind = models.CharField(max_length=12, choices=VerificationKind.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(db_index=True)
+    ok = models.BooleanField()
+    from_seq = models.BigIntegerField(help_text="The first event walked.")
+    through_seq = models.BigIntegerField(help_text="Verified up to this event.")
+    through_hash = models.CharField(max_length=64)
+    checkpoint = models.ForeignKey(
+        AuditCheckpoint,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The newest checkpoint the chain was found to match.",
+    )
+    checkpoints_checked = models.PositiveIntegerField(default=0)
+    broken_seq = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    proved_by = models.CharField(max_length=300, blank=True, help_text="The checkpoint that proves the reason.")
+    notes = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-finished_at", "-pk"]
+
+    def __str__(self) -> str:
+        state = "intact" if self.ok else f"broken at #{self.broken_seq}"
+        return f"{self.kind} verification at {self.finished_at:%Y-%m-%d %H:%M:%S}Z: {state}"
 
 
 class DecisionRecord(models.Model):

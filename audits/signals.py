@@ -1,5 +1,6 @@
 """Audit events for actions that have no domain function of their own: sign-ins, and edits of the
-reference data (providers, models, certifications, classifications, tiers, tasks, policy sets)."""
+reference data (providers, models, certifications, classifications, tiers, tasks, policy sets);
+and a checkpoint of the trail at every publish."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import post_save
 from simple_history.models import HistoricalRecords
 
-from .events import record, snapshot
+from portfolio.signals import policy_published
+
+from .events import make_checkpoint, record, snapshot
 
 # label → the fields an edit event shows.
 REFERENCE_MODELS: dict[str, list[str]] = {
@@ -83,6 +86,12 @@ def locked_out(sender, request=None, username: str = "", ip_address: str = "", *
     )
 
 
+def checkpoint_after_publish(sender, version, **kwargs) -> None:
+    """Every publish and re-sign is anchored at once, by a checkpoint that counts its audit event."""
+    done = "re-signed" if version.provenance == "re-signed" else "published"
+    make_checkpoint(f"{version.policy_set.slug} v{version.number} {done}")
+
+
 def connect() -> None:
     from axes.signals import user_locked_out
     from django.apps import apps
@@ -92,3 +101,4 @@ def connect() -> None:
     user_logged_in.connect(signed_in, dispatch_uid="audit-sign-in")
     user_login_failed.connect(sign_in_failed, dispatch_uid="audit-sign-in-failed")
     user_locked_out.connect(locked_out, dispatch_uid="audit-lockout")
+    policy_published.connect(checkpoint_after_publish, dispatch_uid="audit-checkpoint-on-publish")

@@ -10,6 +10,7 @@ from audits import events as audit
 
 from .models import PUBLISH_CHANGES, ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from .policy import normalise
+from .signals import announce_published
 from .signing import sign_release
 from .validation import validate_document
 
@@ -88,6 +89,7 @@ def publish(change_request: ChangeRequest, by) -> PolicyVersion:
         locked._history_user = by
         locked._change_reason = f"published as {policy_set.slug} v{version.number}"
         locked.save()
+        announce_published(version)
     change_request.refresh_from_db()
     return version
 

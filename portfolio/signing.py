@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import json
 
-from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.conf import settings
@@ -21,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audits import events as audit
+from steward import kek
 from steward_client.canonical import canonical_json
 from steward_client.dsse import POLICY_PAYLOAD_TYPE, keyid_for, raw_public_key, sign_envelope
 from steward_client.verify import ROOT_TYPE, SPEC_VERSION
@@ -35,21 +35,12 @@ from .models import (
     SigningKey,
     TrustRoot,
 )
+from .signals import announce_published
 
 
 def rfc3339(moment: dt.datetime) -> str:
     """UTC, whole seconds, with ``Z``: the only time format the feed uses."""
     return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _fernet() -> Fernet:
-    try:
-        return Fernet(settings.STEWARD_KEK.encode())
-    except (ValueError, TypeError) as error:
-        raise ValidationError(
-            "STEWARD_KEK must be a Fernet key (32 random bytes, URL-safe base64), e.g. from "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
-        ) from error
 
 
 def create_key(role: str) -> SigningKey:
@@ -63,14 +54,14 @@ def create_key(role: str) -> SigningKey:
         role=role,
         keyid=keyid_for(public_raw),
         public_key=public_raw.hex(),
-        private_key_encrypted=_fernet().encrypt(raw_private),
+        private_key_encrypted=kek.encrypt(raw_private),
     )
     audit.record("signing_key.create", obj=key, after={"role": role, "keyid": key.keyid})
     return key
 
 
 def private_key(key: SigningKey) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(_fernet().decrypt(bytes(key.private_key_encrypted)))
+    return Ed25519PrivateKey.from_private_bytes(kek.decrypt(key.private_key_encrypted))
 
 
 def current_root() -> TrustRoot | None:
@@ -345,6 +336,7 @@ def resign(policy_set: PolicySet, now: dt.datetime | None = None) -> PolicyVersi
                 "sha256": release.sha256,
             },
         )
+        announce_published(version)
     return version
 
 

@@ -256,6 +256,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# How often the audit trail is checkpointed: events deleted from the tail within one interval
+# (after one checkpoint, before the next) are not caught by checkpoints (docs/operations.md).
+STEWARD_AUDIT_CHECKPOINT_SECONDS = env_int("STEWARD_AUDIT_CHECKPOINT_SECONDS", 600)
 CELERY_BEAT_SCHEDULE: dict = {
     "compliance-alerts": {"task": "compliance.record_alerts", "schedule": 24 * 3600},
     "resign-policies": {"task": "portfolio.resign_due", "schedule": 3600},
@@ -264,6 +267,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "decision-retention": {"task": "audits.remove_expired_content", "schedule": 24 * 3600},
     "evaluation-schedule": {"task": "registry.dispatch_due_runs", "schedule": 60},
     "evaluation-watchdog": {"task": "registry.watchdog", "schedule": 60},
+    # Signed checkpoints of the audit trail (and one at every publish); then an incremental
+    # verification from the last verified checkpoint, and a full walk of the chain nightly.
+    "audit-checkpoint": {"task": "audits.make_checkpoint", "schedule": STEWARD_AUDIT_CHECKPOINT_SECONDS},
+    "audit-verify": {"task": "audits.verify_recent", "schedule": STEWARD_AUDIT_CHECKPOINT_SECONDS},
+    "audit-verify-full": {"task": "audits.verify_full", "schedule": 24 * 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -299,12 +307,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-# The key-encryption key for private signing keys (a Fernet key). Set STEWARD_KEK in production and
-# keep it outside the database's backups; the generated one under var/ is for the demo.
+# The key-encryption key for private signing keys and the audit key (a Fernet key). Set STEWARD_KEK
+# in production and keep it outside the database's backups; the generated one under var/ is for the demo.
 STEWARD_KEK = env_str("STEWARD_KEK") or _persisted_secret(
     "kek", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 )
 STEWARD_ROOT_LIFETIME_DAYS = env_int("STEWARD_ROOT_LIFETIME_DAYS", 365)
+# The audit checkpoint log, written outside the database (one signed JSON line per checkpoint).
+# Put it on storage the database's administrators cannot write, and copy it elsewhere.
+STEWARD_AUDIT_CHECKPOINT_DIR = env_str("STEWARD_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints"))
 # A router not seen for this long is shown as stale on the fleet page.
 STEWARD_ROUTER_STALE_SECONDS = env_int("STEWARD_ROUTER_STALE_SECONDS", 300)
 

@@ -1,11 +1,17 @@
 """Shared fixtures: the named users of every role (alice and carol the officers, bob the engineer,
-dave the auditor), clients signed in as them, and a little registry data."""
+dave the auditor), clients signed in as them, and a little registry data; and the two things the
+harness does around the audit trail's guards (emptying the database past its triggers, and a
+checkpoint log of each test's own)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group, User
-from django.test import Client
+from django.db.backends.postgresql.operations import DatabaseOperations
+from django.test import Client, override_settings
 
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 
@@ -18,6 +24,42 @@ def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # seed_demo's demo evaluation runs take seconds; the tests that are about them turn them back on.
     settings.STEWARD_SEED_EVALUATION_RUNS = False
+
+
+REPLICA = "SET LOCAL session_replication_role = replica"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_the_audit_triggers() -> Iterator[None]:
+    """pytest-django empties the database after each transactional test with Django's flush, one
+    ``TRUNCATE`` of every table, which the audit trail's triggers refuse (as they must in
+    production). The flush's own transaction runs with triggers off (``SET LOCAL
+    session_replication_role = replica``, as the test database's superuser); every test itself runs
+    with the triggers on."""
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list: list[str]) -> None:
+        original(self, [REPLICA, *sql_list] if sql_list else sql_list)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "execute_sql_flush", execute_sql_flush)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_checkpoint_log(tmp_path_factory) -> Iterator[None]:
+    """Checkpoints made by module- and package-scoped fixtures (seed_demo) go to a directory of the
+    test run, never into the project's var/."""
+    with override_settings(STEWARD_AUDIT_CHECKPOINT_DIR=str(tmp_path_factory.mktemp("audit-checkpoints"))):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_dir(settings, tmp_path) -> Path:
+    """Each test its own checkpoint log: the database is emptied between tests, the log must be too."""
+    directory = tmp_path / "audit-checkpoints"
+    settings.STEWARD_AUDIT_CHECKPOINT_DIR = str(directory)
+    return directory
 
 
 def _user(username: str, *roles: str, **extra) -> User:

@@ -14,7 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from audits.events import record
+from audits.events import record, verify_recent
 from audits.models import AuditEvent, DecisionRecord, Violation, ViolationKind
 from compliance.models import MatrixCell
 from portfolio.feed import register_router
@@ -174,16 +174,21 @@ def test_trail_pages_by_keyset(people, db):
     assert event_seqs(client.get("/audit/?older=nonsense").content.decode())[0] == 121
 
 
-def test_chain_status_is_intact_then_broken_after_tampering(people, db):
+def test_chain_status_shows_the_last_verification_intact_then_broken_after_tampering(people, db):
     client = client_as(people, "dave")  # signing in is event #1
     for i in range(4):
         record("test.step", object_type="test", object_id=str(i), comment=f"step {i}")
     body = client.get("/audit/").content.decode()
-    assert 'class="chain-status chain-ok"' in body and "5 events verified" in body
+    assert 'class="chain-status chain-unknown"' in body and "Not verified yet." in body
+    verify_recent()
+    body = client.get("/audit/").content.decode()
+    assert 'class="chain-status chain-ok"' in body and "Chain intact</strong> up to #5" in body
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE audits_auditevent DISABLE TRIGGER audits_auditevent_append_only")
         cursor.execute("UPDATE audits_auditevent SET comment = 'nothing to see' WHERE seq = 3")
         cursor.execute("ALTER TABLE audits_auditevent ENABLE TRIGGER audits_auditevent_append_only")
+    assert 'class="chain-status chain-ok"' in client.get("/audit/").content.decode()  # until verified again
+    verify_recent()
     body = client.get("/audit/").content.decode()
     assert 'class="chain-status chain-broken"' in body
     assert "Chain broken at #3:</strong> event #3 was changed after it was written." in body

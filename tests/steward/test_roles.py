@@ -154,6 +154,7 @@ API = [
         _credential_requested,
         True,
     ),
+    Endpoint("audit checkpoints", "get", lambda v: "/api/v1/audit/checkpoints", API_READ),
     Endpoint("propose", "post", lambda v: "/api/v1/model-versions", API_PROPOSE, _proposal_json, _proposed_2501, True),
     Endpoint(
         "approve",
