@@ -18,10 +18,12 @@ from rest_framework.response import Response
 
 from portfolio.feed import router_from_request, unauthorised
 from portfolio.models import Router
+from steward.api import requires
 
+from .chain import chain_json
 from .checkpoints import CHECKPOINT_PAYLOAD_TYPE, statement_time
 from .decisions import MAX_BATCH, MAX_BODY_BYTES, ForeignPolicySet, ingest
-from .models import AuditCheckpoint, AuditKey
+from .models import AuditCheckpoint, AuditKey, DecisionRecord
 
 CHECKPOINT_PAGE = 1000
 
@@ -119,3 +121,16 @@ def checkpoints(request) -> Response:
             "next": next_url,
         }
     )
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT)
+@api_view(["GET"])
+@permission_classes([requires("audits.view_decisionrecord", "You do not have permission to read decision records.")])
+def decision_chain(request, pk: int) -> Response:
+    """What stands behind one decision record: the model version and the approval in force, the policy
+    version with its change request and approvers, the route and the model's place in it, the matrix
+    cell's decision then and now, the compliance verdict at the decision's time, and its violations."""
+    found = DecisionRecord.objects.filter(pk=pk).first()
+    if found is None:
+        return Response({"detail": f"No decision record {pk}."}, status=404)
+    return Response(chain_json(found))

@@ -12,11 +12,12 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from registry.filters import ModelVersionFilter
 from registry.models import ModelVersion, Provider
+from steward.api import requires
 
 from .matrix import Matrix, Verdict, check
 from .models import (
@@ -110,18 +111,10 @@ def verdict_json(version: ModelVersion, classification: DataClassification, verd
     }
 
 
-class CanReviewCells(BasePermission):
-    message = "Only governance officers can approve, deny, suspend or resume matrix cells."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(REVIEW_CELLS))
+CanReviewCells = requires(REVIEW_CELLS, "Only governance officers can approve, deny, suspend or resume matrix cells.")
 
 
-class CanRequestCells(BasePermission):
-    message = "Only engineers can request matrix cells."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(REQUEST_CELLS))
+CanRequestCells = requires(REQUEST_CELLS, "Only engineers can request matrix cells.")
 
 
 class CellAddress(serializers.Serializer):

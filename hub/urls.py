@@ -72,6 +72,7 @@ urlpatterns = [
         name="policy-current-export",
     ),
     path("api/v1/decisions", audits_api.decisions, name="decisions"),
+    path("api/v1/decisions/<int:pk>/chain", audits_api.decision_chain, name="decision-chain"),
     path("api/v1/audit/checkpoints", audits_api.checkpoints, name="audit-checkpoints"),
     path("api/v1/trust/root.json", feed.trust_root, name="trust-root"),
     path("api/v1/trust/<int:version>.root.json", feed.trust_root_version, name="trust-root-version"),

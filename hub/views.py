@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 from django.contrib.auth.decorators import permission_required
 from django.db.models import Count
@@ -13,6 +12,7 @@ from django.utils import timezone
 
 from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
+from hub.charts import versions_by_provider_chart
 from portfolio.feed import stale_router_count
 from portfolio.models import PUBLISH_CHANGES, ChangeRequest, ChangeStatus
 from portfolio.signing import expiring_releases
@@ -25,26 +25,7 @@ from registry.models import (
     Status,
     VersionTransition,
 )
-from steward.charts import STATUS_COLOURS, bar_chart
 from steward.roles import REVIEW_VERSIONS
-
-
-def _versions_by_provider_chart() -> str:
-    rows = (
-        ModelVersion.objects.values("model__provider__name", "status")
-        .annotate(n=Count("id"))
-        .order_by("model__provider__name")
-    )
-    providers = sorted({row["model__provider__name"] for row in rows})
-    counts = Counter({(row["model__provider__name"], row["status"]): row["n"] for row in rows})
-    series = {
-        status.label: [counts[(provider, status.value)] for provider in providers]
-        for status in Status
-        if any(counts[(provider, status.value)] for provider in providers)
-    }
-    colours = {status.label: STATUS_COLOURS[status.value] for status in Status}
-    return bar_chart(providers, series, "Model versions by provider and status", colours=colours)
-
 
 VIOLATION_PANEL_DAYS = 7
 
@@ -76,7 +57,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "pending_changes": pending_changes,
         "awaiting_count": len(pending) + len(pending_changes),
         "recent": recent,
-        "chart": _versions_by_provider_chart(),
+        "chart": versions_by_provider_chart(),
         "violations": recent_violations(request.user),
         "expiring_releases": expiring_releases() if request.user.has_perm("portfolio.view_policyrelease") else [],
         "stale_routers": stale_router_count() if request.user.has_perm("portfolio.view_router") else 0,

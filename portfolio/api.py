@@ -14,11 +14,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from audits import events as audit
 from compliance.models import DataClassification
+from steward.api import requires
 
 from .models import (
     PROPOSE_CHANGES,
@@ -188,27 +189,9 @@ def change_request_json(change_request: ChangeRequest, detail: bool = True) -> d
     return body
 
 
-class HasPerm(BasePermission):
-    perm = ""
-    message = ""
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(self.perm))
-
-
-class CanReadPolicySets(HasPerm):
-    perm = "portfolio.view_policyset"
-    message = "You do not have permission to read policy sets."
-
-
-class CanProposeChanges(HasPerm):
-    perm = PROPOSE_CHANGES
-    message = "Only engineers can write change requests."
-
-
-class CanPublishChanges(HasPerm):
-    perm = PUBLISH_CHANGES
-    message = "Only governance officers can publish change requests."
+CanReadPolicySets = requires("portfolio.view_policyset", "You do not have permission to read policy sets.")
+CanProposeChanges = requires(PROPOSE_CHANGES, "Only engineers can write change requests.")
+CanPublishChanges = requires(PUBLISH_CHANGES, "Only governance officers can publish change requests.")
 
 
 class CostTierViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

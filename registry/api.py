@@ -8,9 +8,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from steward.api import requires
 from steward.roles import REVIEW_VERSIONS
 
 from .evaluation.runs import RUN_PERMISSION, cancel_run, start_run
@@ -129,11 +130,7 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
         fields = [*ModelVersionSerializer.Meta.fields, "transitions"]
 
 
-class CanReviewVersions(BasePermission):
-    message = "Only governance officers can change a model version's lifecycle status."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(REVIEW_VERSIONS))
+CanReviewVersions = requires(REVIEW_VERSIONS, "Only governance officers can change a model version's lifecycle status.")
 
 
 class ProviderViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -235,11 +232,7 @@ class EndpointCredentialSerializer(serializers.ModelSerializer):
         )
 
 
-class CanReviewCredentials(BasePermission):
-    message = "Only governance officers can decide endpoint credentials."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(REVIEW_CREDENTIALS))
+CanReviewCredentials = requires(REVIEW_CREDENTIALS, "Only governance officers can decide endpoint credentials.")
 
 
 class EndpointCredentialViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -311,11 +304,7 @@ class RunCreate(serializers.Serializer):
     )
 
 
-class CanRunEvaluations(BasePermission):
-    message = "Only engineers and officers can start or cancel evaluation runs."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(RUN_PERMISSION))
+CanRunEvaluations = requires(RUN_PERMISSION, "Only engineers and officers can start or cancel evaluation runs.")
 
 
 class EvaluationRunViewSet(viewsets.GenericViewSet):

@@ -275,6 +275,15 @@ class ModelVersion(models.Model):
     def provider(self) -> Provider:
         return self.model.provider
 
+    def price_micro_usd(self, input_tokens: int, output_tokens: int) -> int:
+        """What ``input_tokens`` in and ``output_tokens`` out cost on this version, in micro-USD.
+
+        Prices are per million tokens; the one rounding rule everywhere is up to the next whole
+        micro-USD (a cost is never under-stated). Integers only.
+        """
+        total = input_tokens * self.input_price_micro_usd + output_tokens * self.output_price_micro_usd
+        return -(-total // 1_000_000)
+
     def clean(self) -> None:
         super().clean()
         tiers = known_tiers()

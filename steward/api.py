@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -26,3 +27,15 @@ def exception_handler(exc, context):
         # Keep the domain's own message ("the proposer cannot approve ...") instead of DRF's generic one.
         exc = exceptions.PermissionDenied(str(exc) or None)
     return drf_exception_handler(exc, context)
+
+
+def requires(perm: str, message: str) -> type[BasePermission]:
+    """An API permission class: signed in (session or token) and holding ``perm``; ``message`` says who may."""
+
+    class Requires(BasePermission):
+        def has_permission(self, request, view) -> bool:
+            return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
+
+    Requires.message = message
+    Requires.__name__ = Requires.__qualname__ = f"Requires[{perm}]"
+    return Requires

@@ -80,14 +80,10 @@ def _percent(basis_points: int) -> str:
 
 
 def cost_per_thousand_requests(task: Task | None, version: ModelVersion | None) -> int | None:
-    """Micro-USD for 1000 typical requests of ``task`` on ``version`` (prices are per million tokens)."""
+    """Micro-USD for 1,000 typical requests of ``task`` on ``version``."""
     if task is None or version is None:
         return None
-    micro_usd = 1000 * (
-        task.typical_input_tokens * version.input_price_micro_usd
-        + task.typical_output_tokens * version.output_price_micro_usd
-    )
-    return (micro_usd + 500_000) // 1_000_000
+    return version.price_micro_usd(1000 * task.typical_input_tokens, 1000 * task.typical_output_tokens)
 
 
 def route_rows(policy: Policy) -> list[RouteRow]:

@@ -43,12 +43,6 @@ class EndpointError(Exception):
         self.attempts = attempts
 
 
-def cost_micro_usd(version: ModelVersion, input_tokens: int, output_tokens: int) -> int:
-    """The price of one answer in micro-USD, from the version's prices per million tokens (rounded up)."""
-    total = input_tokens * version.input_price_micro_usd + output_tokens * version.output_price_micro_usd
-    return -(-total // 1_000_000)
-
-
 class CredentialRefused(EndpointError):
     """The version's API key may not be sent where its endpoint points: nothing was sent."""
 
@@ -168,7 +162,7 @@ class ChatClient:
                 output_tokens,
                 latency_ms,
                 attempt,
-                cost_micro_usd(self.version, input_tokens, output_tokens),
+                self.version.price_micro_usd(input_tokens, output_tokens),
             )
 
 

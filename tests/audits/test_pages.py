@@ -391,6 +391,26 @@ def test_decision_page_shows_the_whole_chain(people, world):
     assert 'id="violations">None' in body
 
 
+def test_the_chain_api_answers_what_the_decision_page_shows(people, world):
+    _approve_transition(world["versions"]["a"], people["alice"], "Passed the triage suite.")
+    report(world["token"], [decision(1, occurred_at=timezone.now().isoformat()), decision(2, model="beta/other@1")])
+    first = DecisionRecord.objects.get(request_id="req-1")
+    change = world["policy_version"].change_request
+    body = client_as(people, "dave").get(f"/api/v1/decisions/{first.pk}/chain").json()
+    assert body["model_version"]["ref"] == "acme/small-a@1" and body["model_version"]["approved_by"] == "alice"
+    assert body["policy_version"]["number"] == 1 and body["policy_version"]["expired_at_decision"] is False
+    assert body["change_request"]["id"] == change.pk and body["change_request"]["author"] == "bob"
+    assert [a["reviewer"] for a in body["change_request"]["approvers"]] == ["carol"]
+    assert body["route"]["model"] == "acme/small-a@1" and body["place"] == "the route's primary model"
+    assert body["compliance"]["usable"] is True and body["violations"] == []
+    other = DecisionRecord.objects.get(request_id="req-2")
+    off_policy = client_as(people, "dave").get(f"/api/v1/decisions/{other.pk}/chain").json()
+    assert off_policy["place"] == "not allowed by this route"
+    assert [v["kind"] for v in off_policy["violations"]] == ["model-not-allowed"]
+    assert client_as(people, "dave").get("/api/v1/decisions/999999/chain").status_code == 404
+    assert client_as(people, "erin").get(f"/api/v1/decisions/{first.pk}/chain").status_code == 403
+
+
 def test_decision_page_marks_digests_retention_and_violations(people, world):
     report(world["token"], [decision(1, classification="secret", input="patient 42"), decision(2)])
     secret = DecisionRecord.objects.get(request_id="req-1")

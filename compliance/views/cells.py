@@ -1,0 +1,192 @@
+"""One matrix cell: its panel (verdict, reasons, history) and the actions on it, answered in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
+
+from registry.models import ModelVersion
+from steward.forms import add_model_errors
+from steward.history import history_rows
+
+from ..forms import (
+    CELL_FORMS,
+)
+from ..matrix import CellState, Verdict, check
+from ..models import (
+    REQUEST_CELLS,
+    REVIEW_CELLS,
+    CellDecision,
+    DataClassification,
+    MatrixCell,
+)
+from .matrix import VIEW_MATRIX, cell_html
+
+# --- one cell: its panel and the actions on it ---------------------------------------------------
+
+ACTION_LABELS = {"request": "Request", "approve": "Approve", "deny": "Deny", "suspend": "Suspend", "resume": "Resume"}
+ACTION_STYLES = {"approve": "primary", "deny": "danger", "suspend": "danger"}
+ACTION_DONE = {
+    "request": "Requested",
+    "approve": "Approved",
+    "deny": "Denied",
+    "suspend": "Suspended",
+    "resume": "Resumed",
+}
+CELL_ACTIONS: dict[str, Callable[[MatrixCell, object, dict], None]] = {
+    "request": lambda cell, by, data: cell.request(by, data["note"]),
+    "approve": lambda cell, by, data: cell.approve(by, data["justification"], data["expires_at"]),
+    "deny": lambda cell, by, data: cell.deny(by, data["justification"]),
+    "suspend": lambda cell, by, data: cell.suspend(by, data["reason"]),
+    "resume": lambda cell, by, data: cell.resume(by, data["reason"]),
+}
+
+
+def _pair(version_pk: int, classification_slug: str) -> tuple[ModelVersion, DataClassification]:
+    version = get_object_or_404(ModelVersion.objects.with_related(), pk=version_pk)
+    classification = get_object_or_404(DataClassification, slug=classification_slug)
+    return version, classification
+
+
+def _available_actions(user, verdict: Verdict) -> list[str]:
+    """The actions that make sense for ``user`` on a cell in this state (the model decides in the end)."""
+    cell = verdict.cell
+    decision = cell.decision if cell else ""
+    suspended = bool(cell and cell.is_suspended)
+    actions = []
+    if user.has_perm(REQUEST_CELLS) and decision in ("", CellDecision.DENIED):
+        actions.append("request")
+    if user.has_perm(REVIEW_CELLS):
+        own_request = bool(cell and cell.requested_by_id == user.pk)
+        if (
+            verdict.eligible
+            and not own_request
+            and (decision != CellDecision.APPROVED or verdict.state == CellState.EXPIRED)
+        ):
+            actions.append("approve")
+        if decision != CellDecision.DENIED:
+            actions.append("deny")
+        if decision == CellDecision.APPROVED and not suspended:
+            actions.append("suspend")
+        if suspended:
+            actions.append("resume")
+    return actions
+
+
+def _panel_context(
+    request: HttpRequest,
+    version: ModelVersion,
+    classification: DataClassification,
+    bound: tuple[str, object] | None = None,
+    done: str = "",
+) -> dict:
+    verdict = check(version, classification)
+    # The full cell, with its people, for the panel and its history.
+    cell = (
+        MatrixCell.objects.select_related("decided_by", "requested_by", "suspended_by").get(pk=verdict.cell.pk)
+        if verdict.cell
+        else None
+    )
+    base = reverse("compliance:cell", args=[version.pk, classification.slug])
+    forms = []
+    for action in _available_actions(request.user, verdict):
+        form = CELL_FORMS[action](auto_id=f"{action}_%s")
+        if bound and bound[0] == action:
+            form = bound[1]
+        forms.append(
+            {
+                "action": action,
+                "form": form,
+                "url": f"{base}{action}/",
+                "label": ACTION_LABELS[action],
+                "style": ACTION_STYLES.get(action, ""),
+            }
+        )
+    # A refused action whose form is no longer offered still shows why it was refused.
+    refused = bound[1] if bound and bound[0] not in {f["action"] for f in forms} else None
+    return {
+        "version": version,
+        "classification": classification,
+        "verdict": verdict,
+        "cell": cell,
+        "history": history_rows(cell) if cell and cell.pk else [],
+        "forms": forms,
+        "refused": refused,
+        "own_request": bool(cell and cell.requested_by_id == request.user.pk and request.user.has_perm(REVIEW_CELLS)),
+        "done": done,
+        "in_matrix": bool(request.htmx),
+    }
+
+
+@permission_required(VIEW_MATRIX, raise_exception=True)
+def cell_detail(request: HttpRequest, version_pk: int, classification_slug: str) -> HttpResponse:
+    """The cell panel (htmx, into the matrix page) or a page of its own (a plain link)."""
+    version, classification = _pair(version_pk, classification_slug)
+    context = _panel_context(request, version, classification)
+    template = "compliance/_cell_panel.html" if request.htmx else "compliance/cell.html"
+    return render(request, template, context)
+
+
+def _act(request: HttpRequest, version_pk: int, classification_slug: str, action: str) -> HttpResponse:
+    """Run one cell action and answer with the panel (and, for htmx, the cell swapped out of band).
+
+    Refusals (bad input, ineligible, separation of duties) are rendered in the panel. htmx does
+    not swap 4xx responses, so htmx requests get 200 with the errors shown; plain form posts get
+    400 (or 403 when the model refuses the person).
+    """
+    version, classification = _pair(version_pk, classification_slug)
+    form = CELL_FORMS[action](request.POST, auto_id=f"{action}_%s")
+    status = 400
+    if form.is_valid():
+        cell = MatrixCell.for_pair(version, classification)
+        try:
+            CELL_ACTIONS[action](cell, request.user, form.cleaned_data)
+        except ValidationError as error:
+            add_model_errors(form, error)
+        except PermissionDenied as error:
+            form.add_error(None, str(error))
+            status = 403
+        else:
+            done = f"{ACTION_DONE[action]} by {request.user.get_username()}."
+            if not request.htmx:
+                messages.success(request, f"{version.ref} x {classification.slug}: {done}")
+                return redirect("compliance:cell", version.pk, classification.slug)
+            context = _panel_context(request, version, classification, done=done)
+            return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
+    context = _panel_context(request, version, classification, bound=(action, form))
+    if request.htmx:
+        return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
+    return render(request, "compliance/cell.html", context, status=status)
+
+
+def _oob_cell(context: dict) -> SafeString:
+    """The cell's new state for the matrix table, swapped out of band beside the panel."""
+    return cell_html(context["version"], context["classification"], context["verdict"], oob=True)
+
+
+def _cell_action_view(action: str, permission: str) -> Callable[..., HttpResponse]:
+    @require_POST
+    @permission_required(permission, raise_exception=True)
+    def view(request: HttpRequest, version_pk: int, classification_slug: str) -> HttpResponse:
+        return _act(request, version_pk, classification_slug, action)
+
+    view.__name__ = view.__qualname__ = f"cell_{action}"
+    view.__doc__ = f"POST: {action} a matrix cell (needs {permission})."
+    return view
+
+
+CELL_ACTION_VIEWS = {
+    "request": _cell_action_view("request", REQUEST_CELLS),
+    "approve": _cell_action_view("approve", REVIEW_CELLS),
+    "deny": _cell_action_view("deny", REVIEW_CELLS),
+    "suspend": _cell_action_view("suspend", REVIEW_CELLS),
+    "resume": _cell_action_view("resume", REVIEW_CELLS),
+}
