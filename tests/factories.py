@@ -1,14 +1,17 @@
-"""Factories for bulk test data: providers, models and model versions."""
+"""Factories for test data of every app: the registry (providers, models, versions, credentials),
+compliance (certifications, holdings, classifications, matrix cells), portfolio (tiers, tasks,
+policy sets, policies published through review, routers) and a small routed world for decisions."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
 from django.utils import timezone
 
-from compliance.models import DataClassification, MatrixCell, StorageRule
+from compliance.models import Certification, CertificationHolding, DataClassification, MatrixCell, StorageRule
 from portfolio.feed import register_router
-from portfolio.models import CostTier, PolicySet, Task
+from portfolio.models import CostTier, PolicySet, PolicyVersion, Task
 from portfolio.publishing import publish, start_change
 from registry.models import (
     CredentialStatus,
@@ -107,16 +110,92 @@ routes:
 """
 
 
+# --- compliance -----------------------------------------------------------------------------------
+
+CERTIFICATION_NAMES = {"soc2-type2": "SOC 2 Type II", "gdpr-dpa": "GDPR DPA", "iso27001": "ISO/IEC 27001"}
+
+
+def certification(slug: str) -> Certification:
+    """A certification of the catalogue (a transactional test's flush may have removed it: brought back)."""
+    name = CERTIFICATION_NAMES.get(slug, slug.upper())
+    return Certification.objects.get_or_create(slug=slug, defaults={"name": name})[0]
+
+
+def make_classification(slug: str, level: int = 1, *, requires: tuple[str, ...] = (), **fields) -> DataClassification:
+    defaults = {"name": slug.replace("-", " ").capitalize()}
+    classification = DataClassification.objects.create(slug=slug, level=level, **{**defaults, **fields})
+    if requires:
+        classification.required_certifications.set([certification(c) for c in requires])
+    return classification
+
+
+def make_holding(holder, slug: str, recorded_by, *, days_left: int = 300, **fields) -> CertificationHolding:
+    """``holder`` (a provider or a model version) holds certification ``slug``, valid for ``days_left`` more days."""
+    today = timezone.now().date()
+    owner = {"provider": holder} if isinstance(holder, Provider) else {"model_version": holder}
+    defaults = {
+        "valid_from": today - dt.timedelta(days=300),
+        "valid_until": today + dt.timedelta(days=days_left),
+        "evidence_url": f"https://trust.example.com/{slug}.pdf",
+    }
+    return CertificationHolding.objects.create(
+        certification=certification(slug), recorded_by=recorded_by, **owner, **{**defaults, **fields}
+    )
+
+
+def approve_cell(version: ModelVersion, classification: DataClassification, officer, why: str = "Checked.") -> None:
+    """The matrix cell approved through ``MatrixCell.approve``, as an officer does it."""
+    MatrixCell.for_pair(version, classification).approve(officer, why)
+
+
+# --- portfolio ------------------------------------------------------------------------------------
+
+
+def make_tier(slug: str, rank: int, ceiling_micro_usd: int) -> CostTier:
+    return CostTier.objects.create(slug=slug, name=slug.title(), rank=rank, price_ceiling_micro_usd=ceiling_micro_usd)
+
+
+def make_task(slug: str, classification: DataClassification, tier: CostTier, **fields) -> Task:
+    defaults = {"name": slug.replace("-", " ").capitalize()}
+    return Task.objects.create(slug=slug, default_classification=classification, tier=tier, **{**defaults, **fields})
+
+
+def make_policy_set(slug: str, **fields) -> PolicySet:
+    return PolicySet.objects.create(slug=slug, **{"name": slug.replace("-", " ").capitalize(), **fields})
+
+
+def publish_through_review(
+    policy_set: PolicySet,
+    document: str,
+    author,
+    officers: list,
+    *,
+    title: str = "",
+    rationale: str = "Tests.",
+    comment: str = "Looks right.",
+    publisher=None,
+) -> PolicyVersion:
+    """Write, submit, approve (by as many ``officers`` as the set needs) and publish ``document``
+    (by ``publisher``, else the first officer)."""
+    change = start_change(policy_set, author, title or f"Change {policy_set.slug}", rationale, document)
+    assert not change.latest_revision().errors, change.latest_revision().errors
+    change.submit(author)
+    for officer in officers[: policy_set.required_approvals]:
+        change.review(officer, "approve", comment)
+    return publish(change, publisher or officers[0])
+
+
+# --- a routed world, for decision records -----------------------------------------------------------
+
+
 def routed_world(alice, carol, bob) -> dict:
     """A small routed world: four approved versions, one route with a fallback and an escalation,
     production published and signed (v1), a router for it and one for staging."""
-    small = CostTier.objects.create(slug="small", name="Small", rank=1, price_ceiling_micro_usd=500_000)
-    CostTier.objects.create(slug="large", name="Large", rank=3, price_ceiling_micro_usd=20_000_000)
-    internal = DataClassification.objects.create(slug="internal", name="Internal", level=1)
-    DataClassification.objects.create(
-        slug="secret", name="Secret", level=5, storage=StorageRule.DIGEST, retention_days=30
-    )
-    Task.objects.create(slug="ticket-triage", name="Ticket triage", default_classification=internal, tier=small)
+    small = make_tier("small", 1, 500_000)
+    make_tier("large", 3, 20_000_000)
+    internal = make_classification("internal", 1)
+    make_classification("secret", 5, storage=StorageRule.DIGEST, retention_days=30)
+    make_task("ticket-triage", internal, small)
     acme, beta = make_provider(name="Acme", slug="acme"), make_provider(name="Beta", slug="beta")
     versions = {
         "a": make_version(bob, model=make_model(provider=acme, slug="small-a"), version="1", status=Status.APPROVED),
@@ -132,15 +211,13 @@ def routed_world(alice, carol, bob) -> dict:
         "other": make_version(bob, model=make_model(provider=beta, slug="other"), version="1", status=Status.APPROVED),
     }
     for version in versions.values():
-        MatrixCell.for_pair(version, internal).approve(alice, "internal data is fine")
-    policy_set = PolicySet.objects.create(slug="production", name="Production", required_approvals=1)
-    change = start_change(policy_set, bob, "first", "", ROUTED_POLICY)
-    assert not change.latest_revision().errors, change.latest_revision().errors
-    change.submit(bob)
-    change.review(carol, "approve", "ok")
-    version = publish(change, alice)
+        approve_cell(version, internal, alice, "internal data is fine")
+    policy_set = make_policy_set("production", required_approvals=1)
+    version = publish_through_review(
+        policy_set, ROUTED_POLICY, bob, [carol], title="first", rationale="", comment="ok", publisher=alice
+    )
     router, token = register_router(policy_set, "edge-1", by=alice)
-    staging = PolicySet.objects.create(slug="staging", name="Staging")
+    staging = make_policy_set("staging")
     other_router, other_token = register_router(staging, "edge-staging", by=alice)
     return {
         "versions": versions,

@@ -15,21 +15,29 @@ hundred times): see ``_world_rows``. Transactional tests build their own with ``
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import transaction
-from django.utils import timezone
 
-from compliance.models import Certification, CertificationHolding, DataClassification, MatrixCell
-from portfolio.models import CostTier, PolicySet, PolicyVersion, Task
-from portfolio.publishing import publish, start_change
+from compliance.models import DataClassification
+from portfolio.models import CostTier, PolicySet, Task
 from registry.models import ModelVersion, Status
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 
-from ..factories import make_model, make_provider, make_version
+from ..factories import (
+    approve_cell,
+    make_classification,
+    make_holding,
+    make_model,
+    make_policy_set,
+    make_provider,
+    make_task,
+    make_tier,
+    make_version,
+    publish_through_review,
+)
 
 # slug, rank, ceiling (micro-USD per million input tokens)
 TIERS = [("small", 1, 500_000), ("medium", 2, 5_000_000), ("large", 3, 20_000_000)]
@@ -161,13 +169,7 @@ class World:
     staging: PolicySet
 
 
-CERTIFICATION_NAMES = {"soc2-type2": "SOC 2 Type II", "gdpr-dpa": "GDPR DPA", "iso27001": "ISO/IEC 27001"}
 PEOPLE = {"alice": OFFICERS, "carol": OFFICERS, "bob": ENGINEERS, "dave": AUDITORS}
-
-
-def _certification(slug: str) -> Certification:
-    # A transactional test flushes the catalogue that a data migration created; bring it back.
-    return Certification.objects.get_or_create(slug=slug, defaults={"name": CERTIFICATION_NAMES[slug]})[0]
 
 
 def make_people() -> dict[str, User]:
@@ -183,27 +185,17 @@ def build_world(people: dict[str, User]) -> None:
     """Write the world's rows: tiers, classifications, providers and holdings, versions, matrix
     cells (approved by carol through ``MatrixCell.approve``), tasks and the two policy sets."""
     alice, carol, bob = people["alice"], people["carol"], people["bob"]
-    today = timezone.now().date()
-    tiers = {
-        slug: CostTier.objects.create(slug=slug, name=slug.title(), rank=rank, price_ceiling_micro_usd=ceiling)
-        for slug, rank, ceiling in TIERS
+    tiers = {slug: make_tier(slug, rank, ceiling) for slug, rank, ceiling in TIERS}
+    classifications = {
+        slug: make_classification(slug, level, name=name, requires=tuple(required))
+        for slug, name, level, required in CLASSIFICATIONS
     }
-    classifications = {}
-    for slug, name, level, required in CLASSIFICATIONS:
-        classification = DataClassification.objects.create(slug=slug, name=name, level=level)
-        classification.required_certifications.set([_certification(c) for c in required])
-        classifications[slug] = classification
     providers = {}
     for slug, (name, held) in PROVIDERS.items():
         providers[slug] = make_provider(name=name, slug=slug, regions=["eu-west-1", "us-east-1"])
-        for certification in held:
-            CertificationHolding.objects.create(
-                provider=providers[slug],
-                certification=_certification(certification),
-                valid_from=today - dt.timedelta(days=300),
-                valid_until=today + dt.timedelta(days=300),
-                evidence_url=f"https://trust.{slug}.example.com/{certification}.pdf",
-                recorded_by=alice,
+        for held_slug in held:
+            make_holding(
+                providers[slug], held_slug, alice, evidence_url=f"https://trust.{slug}.example.com/{held_slug}.pdf"
             )
     models = {}
     required = {slug: set(certifications) for slug, _, _, certifications in CLASSIFICATIONS}
@@ -224,18 +216,11 @@ def build_world(people: dict[str, User]) -> None:
         for slug, classification in classifications.items():
             eligible = required[slug] <= set(PROVIDERS[spec.provider][1])
             if eligible and (spec.ref, slug) not in NOT_APPROVED_CELLS:
-                MatrixCell.for_pair(version, classification).approve(carol, "Checked the provider's certificates.")
+                approve_cell(version, classification, carol, "Checked the provider's certificates.")
     for slug, classification, tier in TASKS:
-        Task.objects.create(
-            slug=slug,
-            name=slug.replace("-", " ").capitalize(),
-            default_classification=classifications[classification],
-            tier=tiers[tier],
-        )
-    PolicySet.objects.create(
-        slug="production", name="Production", required_approvals=2, require_provider_diversity=True
-    )
-    PolicySet.objects.create(slug="staging", name="Staging", required_approvals=1)
+        make_task(slug, classifications[classification], tiers[tier])
+    make_policy_set("production", name="Production", required_approvals=2, require_provider_diversity=True)
+    make_policy_set("staging", name="Staging", required_approvals=1)
 
 
 def load_world() -> World:
@@ -248,15 +233,6 @@ def load_world() -> World:
         production=PolicySet.objects.get(slug="production"),
         staging=PolicySet.objects.get(slug="staging"),
     )
-
-
-def publish_through_review(policy_set: PolicySet, document: str, author: User, officers: list[User]) -> PolicyVersion:
-    """Write, submit, approve (by as many officers as the set needs) and publish ``document``."""
-    change = start_change(policy_set, author, f"Change {policy_set.slug}", "Tests.", document)
-    change.submit(author)
-    for officer in officers[: policy_set.required_approvals]:
-        change.review(officer, "approve", "Looks right.")
-    return publish(change, officers[0])
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,23 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.models import AlertKind, ComplianceAlert, DataClassification, MatrixCell
-from portfolio.models import ChangeRequest, ChangeStatus, CostTier, PolicySet, PolicyVersion, Task
+from portfolio.models import ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from portfolio.policy import normalise
 from portfolio.recommendations import Standing, pareto_frontier, review_routes
 from registry.evaluation.demo_server import start_in_thread
 from registry.evaluation.runs import dispatch_due_runs, run_inline
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger, Status
-from tests.factories import approved_credential, make_model, make_provider, make_version
+from tests.factories import (
+    approve_cell,
+    approved_credential,
+    make_classification,
+    make_model,
+    make_provider,
+    make_task,
+    make_tier,
+    make_version,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -509,9 +518,8 @@ WORLD = {
 
 def recommendation_world(alice, bob) -> dict:
     """Task triage (public-test) guarded by one suite; sandbox-test routes it to "routed"; five others."""
-    public = DataClassification.objects.create(slug="public-test", name="Public", level=0)
-    tier = CostTier.objects.create(slug="small", name="Small", rank=1, price_ceiling_micro_usd=10_000_000)
-    task = Task.objects.create(slug="triage", name="Triage", default_classification=public, tier=tier)
+    public = make_classification("public-test", 0, name="Public")
+    task = make_task("triage", public, make_tier("small", 1, 10_000_000))
     suite = make_suite("triage-accuracy", task=task)
     versions = {}
     for name, (model_id, status, score, cost, usable) in WORLD.items():
@@ -519,7 +527,7 @@ def recommendation_world(alice, bob) -> dict:
         completed_run(suite, versions[name], score - 500, cost, ago_minutes=60)  # older runs never count
         completed_run(suite, versions[name], score, cost)
         if usable:
-            MatrixCell.for_pair(versions[name], public).approve(alice, "Public data.")
+            approve_cell(versions[name], public, alice, "Public data.")
     policy_routing_to("sandbox-test", versions["routed"].ref, suspend=False)
     return versions
 
