@@ -10,7 +10,8 @@ from simple_history.models import HistoricalRecords
 
 from portfolio.signals import policy_published
 
-from .events import make_checkpoint, record, snapshot
+from .events import record, snapshot
+from .verification import make_checkpoint
 
 # label → the fields an edit event shows.
 REFERENCE_MODELS: dict[str, list[str]] = {

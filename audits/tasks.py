@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from .decisions import check_escalation_rates, remove_expired_content
-from .events import make_checkpoint, verify_full, verify_recent
+from .verification import make_checkpoint, verify_full, verify_recent
 
 
 @shared_task(name="audits.check_escalation_rates", acks_late=True)

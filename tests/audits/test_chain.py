@@ -8,8 +8,9 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
-from audits.events import record, verify_chain
+from audits.events import record
 from audits.models import AuditEvent
+from audits.verification import verify_chain
 from registry.models import ModelVersion
 from steward.models import ApiToken
 

@@ -28,8 +28,9 @@ from django.test.utils import CaptureQueriesContext
 
 from audits import tasks
 from audits.checkpoints import CHECKPOINT_PAYLOAD_TYPE, CheckpointLogError, Statement, sign
-from audits.events import GENESIS, event_hash, make_checkpoint, record, verify_chain, verify_recent
+from audits.events import GENESIS, event_hash, record
 from audits.models import AuditChainHead, AuditCheckpoint, AuditEvent, AuditKey, AuditVerification
+from audits.verification import make_checkpoint, verify_chain, verify_recent
 from portfolio.publishing import publish, start_change
 from portfolio.signing import resign
 from steward.celery import app

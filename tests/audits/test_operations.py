@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from django.db import connection
 
-from audits.events import record, verify_chain
+from audits.events import record
 from audits.models import AuditCheckpoint, AuditEvent
+from audits.verification import verify_chain
 
 PROJECT = Path(__file__).resolve().parents[2]
 DOC = PROJECT / "docs" / "operations.md"
@@ -72,7 +73,8 @@ def test_steward_runs_as_the_app_role_which_cannot_rewrite_the_trail_or_switch_o
         checkpoint_dir,
         "shell",
         "-c",
-        "from audits.events import record, make_checkpoint; record('test.as_app_role'); "
+        "from audits.events import record; from audits.verification import make_checkpoint; "
+        "record('test.as_app_role'); "
         "print('checkpoint count', make_checkpoint('as the app role').count)",
     )
     assert made.returncode == 0, made.stderr

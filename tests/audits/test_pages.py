@@ -14,8 +14,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from audits.events import record, verify_recent
+from audits.events import record
 from audits.models import AuditEvent, DecisionRecord, Violation, ViolationKind
+from audits.verification import verify_recent
 from compliance.models import MatrixCell
 from portfolio.feed import register_router
 from registry.models import Status, VersionTransition

@@ -9,7 +9,7 @@ import sys
 from django.core.management.base import BaseCommand
 
 from audits.checkpoints import CheckpointLogError
-from audits.events import verify_full
+from audits.verification import verify_full
 
 
 class Command(BaseCommand):
