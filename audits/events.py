@@ -115,5 +115,3 @@ def record(
         head.last_hash = event.hash
         head.save(update_fields=["last_seq", "last_hash"])
     return event
-
-

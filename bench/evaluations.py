@@ -15,7 +15,7 @@ polling for their end are inside the measured time; starting the worker is not.
 
 One run creates a throwaway PostgreSQL database (created, migrated and dropped here; a name that
 existed before is dropped only if it contains "bench"), starts the demo endpoint as a process of
-its own (``python -m registry.evaluation.demo_server --latency-ms 50``) and the worker on the
+its own (``python -m demo.server --latency-ms 50``) and the worker on the
 Redis broker, on a Celery queue of its own (so no other worker on that Redis database takes the
 bench's tasks, and the bench's worker takes no one else's).
 
@@ -286,8 +286,7 @@ def main() -> int:
         django.setup()
         port = free_port()
         endpoint = subprocess.Popen(
-            [sys.executable, "-m", "registry.evaluation.demo_server", "--port", str(port)]
-            + ["--latency-ms", str(args.latency_ms)],
+            [sys.executable, "-m", "demo.server", "--port", str(port)] + ["--latency-ms", str(args.latency_ms)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -4,8 +4,8 @@ from django.db.models.signals import post_migrate
 
 def _sync_roles(sender, **kwargs) -> None:
     # Keep the groups' permissions current as apps add models (view on everything governed).
-    # post_migrate is sent once per app; permissions exist for all of them after the last one.
-    if sender is not list(apps.get_app_configs())[-1]:
+    # post_migrate is sent once per app with models; permissions exist for all of them after the last one.
+    if sender is not [config for config in apps.get_app_configs() if config.models_module is not None][-1]:
         return
     from .roles import sync_role_permissions
 

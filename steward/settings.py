@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "compliance",
     "portfolio",
     "audits",
+    "demo",
 ]
 
 MIDDLEWARE = [

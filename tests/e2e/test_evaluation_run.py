@@ -9,7 +9,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from registry.evaluation.demo_server import start_in_thread
+from demo.server import start_in_thread
 from registry.models import EvaluationRun, RunStatus
 from steward.celery import app
 from tests.registry.test_evaluation_runs import demo_version, make_suite

@@ -18,10 +18,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.models import AlertKind, ComplianceAlert, DataClassification, MatrixCell
+from demo.server import start_in_thread
 from portfolio.models import ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from portfolio.policy import normalise
 from portfolio.recommendations import Standing, pareto_frontier, review_routes
-from registry.evaluation.demo_server import start_in_thread
 from registry.evaluation.runs import dispatch_due_runs, run_inline
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger, Status

@@ -18,7 +18,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from registry.evaluation.demo_server import DemoServer, start_in_thread
+from demo.server import DemoServer, start_in_thread
 from registry.evaluation.runs import cancel_run, run_inline, start_run, watchdog
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, ModelVersion, RunStatus, Status

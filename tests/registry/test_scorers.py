@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from demo.server import start_in_thread
 from registry.evaluation import scorers
-from registry.evaluation.demo_server import start_in_thread
 from registry.evaluation.endpoints import client_for
 from registry.evaluation.scorers import FULL, Score, ScorerConfigError
 from registry.models import ModelVersion

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         commands["demo-models"] = [
             python,
             "-m",
-            "registry.evaluation.demo_server",
+            "demo.server",
             "--port",
             str(settings.STEWARD_DEMO_ENDPOINT_PORT),
         ]
@@ -132,16 +132,16 @@ class Command(BaseCommand):
     def _demo_logins(self) -> list[str]:
         from django.contrib.auth import get_user_model
 
-        from registry.management.commands.seed_demo import DEMO_USERS, demo_password
+        from demo.seed import demo_password, demo_users
 
         present = set(
             get_user_model()
-            .objects.filter(username__in=[u["username"] for u in DEMO_USERS])
+            .objects.filter(username__in=[u["username"] for u in demo_users()])
             .values_list("username", flat=True)
         )
         lines = [
             f"    {spec['username']:<6} {demo_password(spec['username']):<22} {spec['role']}"
-            for spec in DEMO_USERS
+            for spec in demo_users()
             if spec["username"] in present
         ]
         return ["  demo logins:", *lines] if lines else []

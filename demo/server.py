@@ -6,7 +6,7 @@ deterministic per (model, prompt): each demo model gets a task right with its ow
 refuses unsafe requests at its own rate, and is consistent across bias groups to its own degree.
 Latency is each model's profile, or fixed for everyone with ``--latency-ms`` (benchmarks).
 
-    python -m registry.evaluation.demo_server --port 8001 [--latency-ms 50]
+    python -m demo.server --port 8001 [--latency-ms 50]
 
 ``demo-flaky`` answers 429 the first time it sees a prompt and then succeeds (retry tests);
 ``demo-judge`` grades answers for LLM-judge suites.

@@ -1,7 +1,7 @@
 """Demo evaluation data for ``manage.py seed_demo``: the demo models, four suites, one run each.
 
 The demo models live behind the project's own OpenAI-compatible demo server
-(``registry.evaluation.demo_server``), which ``make run`` starts on 127.0.0.1. Seeding runs every
+(``demo.server``), which ``make run`` starts on 127.0.0.1. Seeding runs every
 suite once against every demo model, in this process, against a private instance of that
 server, so the dashboard shows real runs from the start.
 """
@@ -11,10 +11,19 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 
-from ..models import EndpointCredential, EvaluationRun, EvaluationSuite, Model, ModelVersion, Provider, RunTrigger
-from .demo_server import start_in_thread
-from .runs import run_inline, start_run
-from .suites import SuiteSpec, save_suite
+from registry.evaluation.runs import run_inline, start_run
+from registry.evaluation.suites import SuiteSpec, save_suite
+from registry.models import (
+    EndpointCredential,
+    EvaluationRun,
+    EvaluationSuite,
+    Model,
+    ModelVersion,
+    Provider,
+    RunTrigger,
+)
+
+from .server import start_in_thread
 
 # The demo endpoint needs no key; its variable is registered (bound to this machine) like any other.
 DEMO_KEY_VARIABLE = "DEMO_ENDPOINT_API_KEY"

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from compliance.models import CertificationHolding, ComplianceAlert, DataClassification, MatrixCell
-from registry.management.commands import seed_demo
+from demo import seed as demo_seed
 from registry.models import Model, ModelVersion, Provider, Status, VersionTransition
 from steward.roles import AUDITORS, ENGINEERS, OFFICERS
 
@@ -210,10 +210,10 @@ def test_weak_password_from_the_environment_is_refused_and_nothing_is_written(mo
 
 
 def test_invalid_demo_data_names_the_version_and_writes_nothing(monkeypatch):
-    portfolio = copy.deepcopy(seed_demo.DEMO_PORTFOLIO)
+    portfolio = copy.deepcopy(demo_seed.portfolio_providers())
     last_version = portfolio[-1]["models"][-1]["versions"][-1]
     last_version["input_price_micro_usd"] = -1
-    monkeypatch.setattr(seed_demo, "DEMO_PORTFOLIO", portfolio)
+    monkeypatch.setattr(demo_seed, "portfolio_providers", lambda: portfolio)
 
     with pytest.raises(CommandError, match="deepseek/deepseek-v3@0324: input_price_micro_usd"):
         seed()
