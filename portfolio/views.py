@@ -53,6 +53,7 @@ from .models import (
     ReviewDecision,
     Router,
     Task,
+    TrustRoot,
 )
 from .policy import document_changes, route_changes, text_diff
 from .publishing import StaleBaseError, publish, rebase, start_change
@@ -727,6 +728,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "new_token": new_token,
         "chart": _fleet_chart(rows) if rows else "",
         "stale_after": settings.STEWARD_ROUTER_STALE_SECONDS,
+        "trust_root": TrustRoot.objects.order_by("-version").first(),
     }
     response = render(request, "portfolio/fleet.html", context, status=400 if form.errors else 200)
     if new_token:
