@@ -222,7 +222,8 @@ class Enforcer:
         if not isinstance(model, str) or not model:
             raise self.refuse(403, "unknown-task", "the request names no task (the model field)")
         if model not in self.tasks:
-            if model in self.direct_names or any(suffix in model for suffix in SUFFIXES):
+            # Tasks are slugs; a name with a provider prefix or a version is a model, whatever it names.
+            if model in self.direct_names or "/" in model or "@" in model or any(s in model for s in SUFFIXES):
                 raise self.refuse(
                     403, "direct-model", f"{model!r} names a model, not a task: call the task and let the policy route"
                 )

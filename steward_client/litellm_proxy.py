@@ -265,13 +265,15 @@ class StewardGuard(CustomLogger):
         return plan if isinstance(plan, dict) else None
 
     @staticmethod
-    def _ref_of(kwargs: dict) -> str | None:
+    def _ref_of(kwargs: Any) -> str | None:
+        """The policy model a call went to: from the deployment's model_info, else its model group."""
         info = (kwargs.get("litellm_params") or {}).get("model_info") or kwargs.get("model_info") or {}
         ref = info.get("steward_ref")
         if ref:
             return ref
         logged = kwargs.get("standard_logging_object") or {}
-        group = logged.get("model_group") or ""
+        metadata = kwargs.get("metadata") or kwargs.get("litellm_metadata") or {}
+        group = logged.get("model_group") or metadata.get("model_group") or ""
         return group[len(GROUP_PREFIX) :] if group.startswith(GROUP_PREFIX) else None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -297,32 +299,44 @@ class StewardGuard(CustomLogger):
         except Exception:  # noqa: BLE001 - reporting must never break the caller's answer
             logger.exception("could not build the decision record of a successful call")
 
-    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
-        # One failure event per model tried: remember the last, the final failure hook reports it.
-        call_id, ref = kwargs.get("litellm_call_id"), self._ref_of(kwargs)
-        if call_id and ref:
-            self._failed[call_id] = ref
-            while len(self._failed) > 10_000:
-                self._failed.popitem(last=False)
+    async def async_post_call_failure_deployment_hook(
+        self, request_data: Any, exception: Exception, call_type: Any, fallback_depth: int | None = None
+    ) -> None:
+        # Once per failed attempt, before the router tries the next model: remember the last one.
+        try:
+            call_id = request_data.get("litellm_call_id")
+            ref = self._ref_of(request_data)
+            if call_id and ref:
+                self._failed[call_id] = ref
+                while len(self._failed) > 10_000:
+                    self._failed.popitem(last=False)
+        except Exception:  # noqa: BLE001
+            logger.exception("could not note a failed attempt")
 
     async def async_post_call_failure_hook(
         self, request_data: dict, original_exception: Exception, user_api_key_dict: Any, traceback_str: Any = None
     ) -> None:
+        # Once per request that ends in an error: one decision record, naming the last model tried.
+        if isinstance(original_exception, ProxyException) and original_exception.type == REFUSAL_TYPE:
+            return  # refused before any model was called: not a routed decision
+        plan = (request_data.get("metadata") or {}).get("steward")
+        call_id = request_data.get("litellm_call_id") or ""
+        if not isinstance(plan, dict) or not call_id:
+            return
+        ref = self._failed.pop(call_id, None) or plan["chain"][0]
+        self._report_failure(call_id, plan, ref, request_data.get("messages") or [])
+
+    def _report_failure(self, call_id: str, plan: dict, ref: str, messages: list) -> None:
+        enforcer = self._enforcer
+        if enforcer is None:
+            return
         try:
-            if isinstance(original_exception, ProxyException) and original_exception.type == REFUSAL_TYPE:
-                return  # refused before any model was called: not a routed decision
-            plan = (request_data.get("metadata") or {}).get("steward")
-            enforcer = self._enforcer
-            if not isinstance(plan, dict) or enforcer is None:
-                return
-            call_id = request_data.get("litellm_call_id") or ""
-            ref = self._failed.pop(call_id, None) or plan["chain"][-1]
             self.reporter.report(
                 enforcer.record(
                     plan,
                     request_id=call_id,
                     model=ref,
-                    input_text=messages_text(request_data.get("messages") or []),
+                    input_text=messages_text(messages),
                     output_text="",
                     input_tokens=0,
                     output_tokens=0,

@@ -84,7 +84,7 @@ class Spool:
         self._lock = threading.Lock()
 
     def _files(self) -> list[Path]:
-        return sorted(self.path.glob("*.json"))
+        return sorted(path for path in self.path.glob("*.json") if not path.name.startswith("."))
 
     def put(self, body: bytes, count: int) -> bool:
         """Keep one batch; False (and counted as dropped) when the spool is full."""
@@ -130,6 +130,8 @@ class Spool:
         batches = records = size = 0
         oldest: int | None = None
         for path in itertools.chain(self.path.glob("*.json"), self.path.glob("*.json.*.sending")):
+            if path.name.startswith("."):
+                continue  # being written
             try:
                 size += path.stat().st_size
             except FileNotFoundError:
