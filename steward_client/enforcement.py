@@ -22,6 +22,7 @@ from .policy import Policy
 from .verify import DEFAULT_CLOCK_SLACK, parse_time
 
 ESCALATION_WINDOW_SECONDS = 3600  # the window Steward checks max_rate_bp over (audits/decisions.py)
+ESCALATION_MIN_DECISIONS = 20  # and the fewest decisions it judges a rate on
 DEFAULT_OUTPUT_TOKENS = 1024  # the output assumed for a cost check when the caller sets no max_tokens
 SUFFIXES = ("--escalation", "--fallback-")  # the aliases export-litellm writes; never callable
 
@@ -99,7 +100,8 @@ class EscalationBudget:
             window = self._window(route, now)
             total = sum(bucket[0] for bucket in window.values())
             escalated = sum(bucket[1] for bucket in window.values())
-        return (escalated + 1) * 10_000 <= max_rate_bp * (total + 1)
+        # Steward judges the rate over at least ESCALATION_MIN_DECISIONS requests; so does the cap here.
+        return (escalated + 1) * 10_000 <= max_rate_bp * max(total + 1, ESCALATION_MIN_DECISIONS)
 
     def count(self, route: tuple[str, str], escalated: bool, now: float | None = None) -> None:
         now = time.time() if now is None else now

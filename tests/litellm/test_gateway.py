@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +22,15 @@ from django.test import Client
 from django.utils import timezone
 
 from audits.models import DecisionRecord, Violation
-from portfolio.models import Router, RouterReport
+from portfolio import feed
+from portfolio.models import PolicySet, Router, RouterReport
 from steward_client import DecisionReporter
 
 from .conftest import (
     DEMO_NAMES,
     GATEWAY_POLICY,
     POLL_SECONDS,
+    ROOT,
     Gateway,
     Proxy,
     answered_by,
@@ -319,6 +323,53 @@ def test_an_off_policy_decision_is_flagged_as_a_violation(gateway, client_for, t
     assert "not demo/oracle@1" in violation.detail
     page = client_for(get_user("dave")).get("/audit/violations/").content.decode()
     assert "in-house-off-policy-1" in page or "demo/oracle@1" in page
+
+
+def test_pull_on_change_runs_the_reload_command_before_the_ack(gateway, tmp_path):
+    router, token = feed.register_router(PolicySet.objects.get(slug="gateway"), "in-house-1", by=None)
+    (tmp_path / "token").write_text(token)
+    (tmp_path / "root.json").write_bytes(gateway.root)
+    marker = tmp_path / "reloaded"
+
+    def pull(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "steward_client",
+                "pull",
+                "--url",
+                gateway.url,
+                "--policy-set",
+                "gateway",
+                "--token-file",
+                str(tmp_path / "token"),
+                "--trust-root",
+                str(tmp_path / "root.json"),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--once",
+                "--on-change",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+
+    failed = pull("echo cannot reload >&2; exit 4")
+    assert failed.returncode == 1, failed.stderr
+    router.refresh_from_db()
+    assert (router.last_status, router.applied_version) == ("nack", None)
+    assert "--on-change command exited 4: cannot reload" in router.last_error
+    assert not (tmp_path / "state" / "envelope.json").exists()  # what the reload could not take is not kept
+
+    done = pull(f'ls "$STEWARD_STATE_DIR/envelope.json" && echo "$STEWARD_POLICY_VERSION" > {marker}')
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text().strip() == "1"
+    router.refresh_from_db()
+    assert (router.last_status, router.applied_version) == ("ack", 1)
 
 
 def test_a_published_version_changes_routing_within_a_poll_and_the_fleet_shows_its_ack(proxy, gateway, client_for):
