@@ -1,0 +1,1 @@
+"""Demo data that goes through the product's real paths (make run)."""
