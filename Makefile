@@ -44,6 +44,7 @@ migrate: install
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python -m demo.traffic
 
 # The demo on SQLite and the filesystem broker (nothing to set up); Ctrl-C stops everything.
 run: seed
