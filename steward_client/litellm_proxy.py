@@ -18,6 +18,7 @@ This module imports LiteLLM; the rest of steward_client does not.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -44,6 +45,17 @@ GROUP_PREFIX = "steward/"  # the proxy's model groups are steward/<ref>; callers
 REFUSAL_TYPE = "steward_policy_refusal"
 ROUTED_CALLS = {"completion", "acompletion", "text_completion", "atext_completion"}
 PROVIDER_PREFIX = {"openai-compatible": "openai", "anthropic": "anthropic", "gemini": "gemini", "bedrock": "bedrock"}
+# What a caller may put in a request to send it elsewhere than the policy says: removed.
+CALLER_ROUTING = (
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "mock_response",
+    "mock_testing_fallbacks",
+    "api_base",
+    "base_url",
+    "api_key",
+    "user_config",
+)
 SPOOL_REPORT_SECONDS = 60.0  # while batches wait on disk, the status repeats the spool's size this often
 
 
@@ -132,6 +144,7 @@ class StewardGuard(CustomLogger):
         self._router_lock = threading.Lock()
         self._failed: OrderedDict[str, str] = OrderedDict()  # call id → the last model that failed it
         self._spool_reported: tuple[int, float] = (0, 0.0)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.reporter = DecisionReporter(
             self.settings.url,
             token,
@@ -163,7 +176,12 @@ class StewardGuard(CustomLogger):
             deployments[deployment["model_info"]["id"]] = deployment
         with self._router_lock:
             self._enforcer, self._deployments = enforcer, deployments
-        self._sync_router()  # at once when the proxy's router exists; else before the first request
+        # The proxy's router belongs to its event loop: change it there, between requests. Before
+        # the loop has served anything, at once; either way the next request is routed only after.
+        if self._loop is None:
+            self._sync_router()
+        else:
+            self._loop.call_soon_threadsafe(self._sync_router)
         logger.info("Steward policy %s v%s in force", policy.policy_set, policy.version)
 
     def _poll(self) -> None:
@@ -215,6 +233,8 @@ class StewardGuard(CustomLogger):
     # --- before every call ---------------------------------------------------------------------
 
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         enforcer = self._enforcer
         policy_set = self.settings.policy_set
         if enforcer is None:
@@ -249,7 +269,8 @@ class StewardGuard(CustomLogger):
         data["model"] = GROUP_PREFIX + plan.chain[0]
         data["fallbacks"] = [GROUP_PREFIX + ref for ref in plan.chain[1:]]
         data["num_retries"] = 0
-        data.pop("context_window_fallbacks", None)
+        for name in CALLER_ROUTING:
+            data.pop(name, None)
         if plan.timeout_seconds:
             data["timeout"] = plan.timeout_seconds
         if plan.max_tokens:

@@ -204,6 +204,20 @@ def test_each_refusal_is_a_403_naming_its_rule_and_reaches_no_model(proxy, upstr
     assert len(upstream.calls) == before, "a refused request reached the upstream"
 
 
+def test_a_caller_cannot_send_a_request_past_the_policy(proxy, upstream):
+    # Client-side fallbacks or a mock answer would take the request elsewhere. (An api_base in the
+    # body LiteLLM's own key check refuses before any hook runs.)
+    upstream.failing.add("demo-swift")
+    response = proxy.chat(
+        "ticket-triage",
+        classification="public",
+        fallbacks=["steward/demo/oracle@1"],
+        mock_response="made up",
+    )
+    assert response.status == 200, response.body
+    assert answered_by(response) == "demo-budget"  # the route's own fallback
+
+
 def test_endpoints_the_policy_does_not_route_are_refused(proxy, upstream):
     before = len(upstream.calls)
     response = call(proxy.url, "/v1/embeddings", {"model": "ticket-triage", "input": "hello"})
