@@ -1,4 +1,8 @@
-"""Export the policy in force as a LiteLLM proxy ``config.yaml``.
+"""Export the policy in force as a LiteLLM proxy ``config.yaml``; and the proxy plugin, ``steward_guard``.
+
+The export is static: LiteLLM routes by it until the next export and restart, and its tag
+filtering does not refuse what the policy does not route. ``steward_guard`` (loaded lazily from
+``litellm_proxy``, which needs LiteLLM) enforces the policy live: see docs/litellm.md.
 
 Each route target becomes a ``model_list`` entry whose ``model_name`` names the task (fallbacks
 and escalation get suffixed names), tagged with the data classification so that LiteLLM's tag

@@ -16,6 +16,7 @@ the count, with the spool's size and age, goes into the router's status reports.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -75,6 +76,8 @@ class DeliveryError(Exception):
 class Spool:
     """Batches on disk, one JSON file each: ``<created ns>-<pid>-<seq>-<records>.json``."""
 
+    STATE_SECONDS = 1.0  # how long a count of the directory is reused: a long outage leaves many files
+
     def __init__(self, path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_SPOOL_BYTES) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -82,6 +85,7 @@ class Spool:
         self.dropped = 0
         self._sequence = itertools.count()
         self._lock = threading.Lock()
+        self._counted: tuple[float, SpoolState] | None = None
 
     def _files(self) -> list[Path]:
         return sorted(path for path in self.path.glob("*.json") if not path.name.startswith("."))
@@ -95,6 +99,7 @@ class Spool:
                 return False
             name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._sequence):06d}-{count}.json"
             write_atomically(self.path / name, body)
+            self._counted = None
             return True
 
     def claim(self) -> Path | None:
@@ -127,6 +132,18 @@ class Spool:
         return recovered
 
     def state(self) -> SpoolState:
+        """What the spool holds (counted at most once a second, and again after each put)."""
+        counted = self._counted
+        if counted is not None and time.monotonic() - counted[0] < self.STATE_SECONDS:
+            return SpoolState(*dataclasses.astuple(counted[1])[:4], self.dropped)
+        state = self._count()
+        self._counted = (time.monotonic(), state)
+        return state
+
+    def forget_count(self) -> None:
+        self._counted = None
+
+    def _count(self) -> SpoolState:
         batches = records = size = 0
         oldest: int | None = None
         for path in itertools.chain(self.path.glob("*.json"), self.path.glob("*.json.*.sending")):
@@ -284,6 +301,7 @@ class DecisionReporter:
             count = int(claimed.name.split(".", 1)[0].rsplit("-", 1)[1])
             if self._deliver(body, count):
                 claimed.unlink(missing_ok=True)
+                self.spool.forget_count()
             else:
                 self.spool.release(claimed)
                 return
