@@ -286,8 +286,9 @@ def _status_errors(body: object) -> dict[str, list[str]]:
         errors["version"] = ["An ACK names the version applied."]
     for field in SPOOL_FIELDS:
         value = body.get(field)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62):
-            errors[field] = ["Must be a non-negative integer (or absent)."]
+        most = 2**62 if field == "spool_bytes" else 2**31 - 1  # what the router's columns hold
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most):
+            errors[field] = [f"Must be a non-negative integer of at most {most} (or absent)."]
     error = body.get("error")
     if error is not None and not isinstance(error, str):
         errors["error"] = ["Must be a string."]
