@@ -35,6 +35,7 @@ from .conftest import (
     Proxy,
     answered_by,
     call,
+    http,
     publish_policy,
     refusal,
     start_proxy,
@@ -296,6 +297,17 @@ def test_the_fleet_shows_a_router_that_cannot_report(proxy, gateway, relay, clie
         relay.overrides.clear()
     wait_for(lambda: DecisionRecord.objects.filter(request_id=request_id(response)).exists(), 60, "the delivery")
     wait_for(lambda: gateway.router().spool_records == 0, 60, "a status report of the empty spool")
+
+
+@pytest.mark.parametrize("members", [{"spool_records": -1}, {"spool_records": 2**40}, {"spool_bytes": "many"}])
+def test_a_status_report_with_bad_spool_figures_is_refused_and_changes_nothing(gateway, members):
+    before = gateway.router().spool_records
+    body = json.dumps({"status": "ack", "version": 1, **members}).encode()
+    headers = {"Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"}
+    response = http("POST", f"{gateway.url}/api/v1/policy-sets/gateway/status", headers, body)
+    assert response.status == 400
+    assert set(json.loads(response.body)) == set(members)
+    assert gateway.router().spool_records == before
 
 
 def test_reported_decisions_show_in_the_explorer_with_their_chain(proxy, client_for):
