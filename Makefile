@@ -7,7 +7,13 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/steward
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: run test install lint migrate seed services-check chromium clean bench
+# The LiteLLM proxy (for the gateway plugin's tests and bench) pins many packages of its own: it
+# gets a virtualenv of its own, with the plugin installed as a router author installs it.
+LITELLM_VENV := .venv-litellm
+LITELLM_VERSION := 1.108.7
+LITELLM_STAMP := $(LITELLM_VENV)/.litellm-$(LITELLM_VERSION)
+
+.PHONY: run test install lint migrate seed services-check chromium clean bench litellm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +25,26 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+$(LITELLM_STAMP):
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install --quiet "litellm[proxy]==$(LITELLM_VERSION)"
+	touch $@
+
+$(LITELLM_VENV)/.plugin: $(LITELLM_STAMP) steward_client/pyproject.toml $(wildcard steward_client/*.py)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet "./steward_client[litellm]"
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall ./steward_client
+	rm -rf steward_client/build steward_client/*.egg-info
+	touch $@
+
+litellm: $(LITELLM_VENV)/.plugin
+
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 seed: migrate
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python -m demo.traffic
 
 # The demo on SQLite and the filesystem broker (nothing to set up); Ctrl-C stops everything.
 run: seed
@@ -48,12 +69,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
 
-test: install chromium services-check lint
+test: install litellm chromium services-check lint
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install litellm
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python bench/registry_list.py
+	$(BIN)/python bench/litellm_guard.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LITELLM_VENV) var .pytest_cache .ruff_cache

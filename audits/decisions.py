@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_CONTENT_CHARS = 1_000_000
 INT_FIELDS = ("latency_ms", "input_tokens", "output_tokens", "cost_micro_usd")
 STRING_FIELDS = ("task", "classification", "model")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ForeignPolicySet(Exception):
@@ -106,6 +108,13 @@ def validate_record(raw: Any) -> tuple[dict | None, dict[str, list[str]]]:
             errors[name] = ["Must be a string."]
         elif len(value) > MAX_CONTENT_CHARS:
             errors[name] = [f"At most {MAX_CONTENT_CHARS} characters."]
+        else:
+            clean[name] = value
+    for name in ("input_sha256", "output_sha256"):
+        # A router may send only the digest of content it must not let out (digest-only classifications).
+        value = raw.get(name) or ""
+        if not isinstance(value, str) or (value and not SHA256_HEX.fullmatch(value)):
+            errors[name] = ["Must be the lowercase hex SHA-256 of the content (64 characters)."]
         else:
             clean[name] = value
     if "policy_set" in raw and not isinstance(raw["policy_set"], str):
@@ -262,8 +271,8 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
                 cost_micro_usd=record["cost_micro_usd"],
                 input_content=record["input"] if keep else "",
                 output_content=record["output"] if keep else "",
-                input_sha256=_digest(record["input"]),
-                output_sha256=_digest(record["output"]),
+                input_sha256=_digest(record["input"]) or record["input_sha256"],
+                output_sha256=_digest(record["output"]) or record["output_sha256"],
                 content_stored=keep,
             )
             problems = book.violations(decision)

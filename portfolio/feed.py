@@ -37,6 +37,8 @@ RELEASE_MEMORY_SECONDS = 1.0  # a new release reaches every process within this 
 LAST_SEEN_FLUSH_SECONDS = 30.0
 MAX_STATUS_BYTES = 64 * 1024
 MEMORY_ENTRIES = 10_000
+# Optional members of a status report: what the router's decision spool holds (docs/policy-feed.md).
+SPOOL_FIELDS = ("spool_records", "spool_bytes", "spool_age_seconds", "spool_dropped")
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ def status(request: HttpRequest, slug: str) -> HttpResponse:
         router.last_seen_at = now
         if body.get("trust_version") is not None:
             router.trust_version = body["trust_version"]
+        router.record_spool(body, now)
         if state == "ack":
             router.applied_version = body.get("version")
             router.last_error = ""
@@ -324,6 +327,11 @@ def _status_errors(body: object) -> dict[str, list[str]]:
             errors[field] = ["Must be a non-negative integer (or null)."]
     if str(body.get("status", "")).lower() == "ack" and body.get("version") is None:
         errors["version"] = ["An ACK names the version applied."]
+    for field in SPOOL_FIELDS:
+        value = body.get(field)
+        most = 2**62 if field == "spool_bytes" else 2**31 - 1  # what the router's columns hold
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most):
+            errors[field] = [f"Must be a non-negative integer of at most {most} (or absent)."]
     error = body.get("error")
     if error is not None and not isinstance(error, str):
         errors["error"] = ["Must be a string."]

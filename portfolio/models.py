@@ -8,6 +8,10 @@ of its set. The rules of review live on ``ChangeRequest``; publishing is
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -529,6 +533,17 @@ class TrustRoot(models.Model):
     def __str__(self) -> str:
         return f"trust root v{self.version}"
 
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the served bytes: what a router author compares with the root they ship."""
+        return hashlib.sha256(bytes(self.document)).hexdigest()
+
+    @property
+    def role_keyids(self) -> dict[str, list[str]]:
+        """Role name → the key ids this root lists for it."""
+        roles = json.loads(bytes(self.document))["signed"]["roles"]
+        return {name: list(role["keyids"]) for name, role in sorted(roles.items())}
+
 
 class PolicyRelease(models.Model):
     """The signed form of a policy version: the exact payload and envelope bytes routers receive."""
@@ -577,6 +592,11 @@ class Router(models.Model):
     trust_version = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_nack_at = models.DateTimeField(null=True, blank=True)
+    # What the router's decision spool holds, as its last status report said: records it could not deliver yet.
+    spool_records = models.PositiveIntegerField(default=0)
+    spool_bytes = models.PositiveBigIntegerField(default=0)
+    spool_oldest_at = models.DateTimeField(null=True, blank=True)
+    spool_dropped = models.PositiveIntegerField(default=0, help_text="Records dropped because the spool was full.")
     history = HistoricalRecords(excluded_fields=["last_seen_at"])
 
     class Meta:
@@ -593,6 +613,16 @@ class Router(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and not self.token_expired
+
+    def record_spool(self, report: dict, now: dt.datetime) -> None:
+        """Keep the spool figures of a status report (reports without them leave the last ones)."""
+        if report.get("spool_records") is None:
+            return
+        self.spool_records = report["spool_records"]
+        self.spool_bytes = report.get("spool_bytes") or 0
+        self.spool_dropped = report.get("spool_dropped") or 0
+        age = report.get("spool_age_seconds") or 0
+        self.spool_oldest_at = now - dt.timedelta(seconds=age) if self.spool_records else None
 
 
 class RouterReport(models.Model):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .client import PolicyClient, UpdateResult
@@ -34,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--once", action="store_true", help="one update, then exit")
     mode.add_argument("--interval", type=float, default=30.0, help="seconds between polls (jittered)")
     pull.add_argument("--timeout", type=float, default=10.0)
+    pull.add_argument(
+        "--on-change",
+        metavar="CMD",
+        help="shell command run after each new policy is verified and saved, before the ACK (e.g. a reload); "
+        "a non-zero exit NACKs the version and keeps the previous one in force",
+    )
     route = commands.add_parser("route", help="print where a task and classification go (JSON)")
     route.add_argument("--state-dir", required=True, type=Path)
     route.add_argument("--task", required=True)
@@ -59,7 +68,15 @@ def _pull(args: argparse.Namespace) -> int:
     if not token:
         return _fail(f"{args.token_file}: the token file is empty", 2)
     try:
-        client = PolicyClient(args.url, args.policy_set, token, shipped, args.state_dir, timeout=args.timeout)
+        client = PolicyClient(
+            args.url,
+            args.policy_set,
+            token,
+            shipped,
+            args.state_dir,
+            timeout=args.timeout,
+            on_apply=_command_runner(args.on_change, args.policy_set, args.state_dir) if args.on_change else None,
+        )
     except VerificationError as error:
         return _fail(f"--trust-root: {error}", 2)
     write_atomically(args.state_dir / ANCHOR, shipped)
@@ -81,6 +98,24 @@ def _pull(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0 if client.policy else 1
+
+
+def _command_runner(command: str, policy_set: str, state_dir: Path) -> Callable[[Policy], None]:
+    """Run ``command`` for each new policy; its environment names the version and the state directory."""
+
+    def run(policy: Policy) -> None:
+        environment = {
+            **os.environ,
+            "STEWARD_POLICY_SET": policy_set,
+            "STEWARD_POLICY_VERSION": str(policy.version),
+            "STEWARD_STATE_DIR": str(state_dir),
+        }
+        done = subprocess.run(command, shell=True, env=environment, capture_output=True, text=True)  # noqa: S602
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+            raise RuntimeError(f"--on-change command exited {done.returncode}: {tail[0][:300]}")
+
+    return run
 
 
 def _policy_from_state(state_dir: Path, trust_root: Path | None) -> Policy:

@@ -40,6 +40,10 @@ USER_AGENT = "steward-client/1"
 MAX_ROOT_WALK = 1000
 
 
+class ApplyError(VerificationError):
+    """A verified policy the router could not put in force (``on_apply`` raised)."""
+
+
 class FetchError(Exception):
     """The server could not be reached or answered something unusable."""
 
@@ -82,6 +86,8 @@ class PolicyClient:
         max_bytes: int = MAX_ENVELOPE_BYTES,
         clock: Callable[[], dt.datetime] | None = None,
         report: bool = True,
+        on_apply: Callable[[Policy], None] | None = None,
+        status_extra: Callable[[], dict] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.policy_set = policy_set
@@ -92,9 +98,14 @@ class PolicyClient:
         self.max_bytes = max_bytes
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.report = report
+        # Called with each newly verified policy before it is ACKed (and with the last good one at
+        # start); raising refuses it: a NACK carries the reason and the policy in force stays.
+        self.on_apply = on_apply
+        self.status_extra = status_extra  # extra members for every status report (the spool's state)
         shipped = trust_root if isinstance(trust_root, bytes) else Path(trust_root).read_bytes()
         self.root = self._initial_root(shipped)
         self._policy: VerifiedPolicy | None = None
+        self._etag: str | None = None  # the ETag of the policy in force, not of what is on disk
         self._load_last_good()
 
     # --- state ---------------------------------------------------------------------------------
@@ -114,7 +125,7 @@ class PolicyClient:
         if not envelope:
             return
         try:
-            self._policy = open_envelope(
+            verified = open_envelope(
                 envelope,
                 self.root,
                 self.policy_set,
@@ -124,7 +135,13 @@ class PolicyClient:
                 check_times=False,
             )
         except VerificationError:
-            self._policy = None  # a damaged state file is never trusted
+            return  # a damaged state file is never trusted
+        if self.on_apply is not None:
+            try:
+                self.on_apply(Policy(verified.payload))
+            except Exception:  # noqa: BLE001 - the next update fetches it again and NACKs the reason
+                return
+        self._policy, self._etag = verified, self.state.etag
 
     @property
     def policy(self) -> Policy | None:
@@ -184,9 +201,10 @@ class PolicyClient:
         """Report ACK or NACK; a report that cannot be delivered is not an error of the policy."""
         if not self.report:
             return
-        body = json.dumps(
-            {"status": status, "version": version, "trust_version": self.root.version, "error": error[:2000]}
-        ).encode()
+        report = {"status": status, "version": version, "trust_version": self.root.version, "error": error[:2000]}
+        if self.status_extra is not None:
+            report.update(self.status_extra())
+        body = json.dumps(report).encode()
         try:
             self._request(
                 f"/api/v1/policy-sets/{self.policy_set}/status",
@@ -216,9 +234,8 @@ class PolicyClient:
 
     def _update(self, now: dt.datetime) -> UpdateResult:
         headers = {"Accept": "application/vnd.dsse.envelope+json"}
-        etag = self.state.etag
-        if etag and self._policy is not None:
-            headers["If-None-Match"] = etag
+        if self._etag and self._policy is not None:
+            headers["If-None-Match"] = self._etag
         status, response_headers, body = self._request(
             f"/api/v1/policy-sets/{self.policy_set}/bundle", headers=headers, limit=self.max_bytes
         )
@@ -238,9 +255,18 @@ class PolicyClient:
             if verified.payload_bytes != self._policy.payload_bytes:
                 raise VerificationError(f"two different payloads claim version {verified.version}")
             self.state.save_policy(body, served_etag, self._info(verified, now))
+            self._etag = served_etag
             return UpdateResult("unchanged", self.policy)
+        previous = self.state.snapshot()
         self.state.save_policy(body, served_etag, self._info(verified, now))
-        self._policy = verified
+        if self.on_apply is not None:
+            # After persisting, so that a reload command reads the new files; undone when it fails.
+            try:
+                self.on_apply(Policy(verified.payload))
+            except Exception as error:  # noqa: BLE001 - whatever the router could not do is reported
+                self.state.restore(previous)
+                raise ApplyError(f"could not apply v{verified.version}: {error}") from error
+        self._policy, self._etag = verified, served_etag
         self.send_status("ack", verified.version)
         return UpdateResult("applied", self.policy)
 

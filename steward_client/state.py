@@ -68,3 +68,15 @@ class StateDir:
         write_atomically(self._file("envelope.json"), envelope)
         write_atomically(self._file("etag"), (etag or "").encode())
         write_atomically(self._file("state.json"), json.dumps(info, indent=2, sort_keys=True).encode())
+
+    def snapshot(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """The policy files as they are now, for ``restore``."""
+        return self.read("envelope.json"), self.read("etag"), self.read("state.json")
+
+    def restore(self, snapshot: tuple[bytes | None, bytes | None, bytes | None]) -> None:
+        """Put the policy files back as ``snapshot`` found them (absent files are removed again)."""
+        for name, data in zip(("envelope.json", "etag", "state.json"), snapshot, strict=True):
+            if data is None:
+                self._file(name).unlink(missing_ok=True)
+            else:
+                write_atomically(self._file(name), data)

@@ -17,9 +17,7 @@ from ..feed import fleet_rows, register_router, revoke_router
 from ..forms import (
     RouterForm,
 )
-from ..models import (
-    Router,
-)
+from ..models import Router, TrustRoot
 
 # --- the fleet of routers -----------------------------------------------------------------------
 
@@ -54,6 +52,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "new_token": new_token,
         "chart": fleet_chart(rows) if rows else "",
         "stale_after": settings.STEWARD_ROUTER_STALE_SECONDS,
+        "trust_root": TrustRoot.objects.order_by("-version").first(),
     }
     response = render(request, "portfolio/fleet.html", context, status=400 if form.errors else 200)
     if new_token:
