@@ -20,24 +20,16 @@ tests use.
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "steward.settings")
+import harness
 
-import django  # noqa: E402
+harness.setup_django()
 
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
 from audits.exports import DECISION_COLUMNS  # noqa: E402
 from audits.models import DecisionRecord  # noqa: E402
@@ -63,19 +55,12 @@ def page_timings(client: Client) -> dict[str, tuple[float, int]]:
         "a page halfway down": f"/audit/decisions/?older={cursor}",
         "violations only": "/audit/decisions/?violation=yes",
     }
-    results = {}
     # Paging is an htmx request for the table alone, as the page's links make it.
     paging = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "decision-table"}
-    for name, url in urls.items():
-        timings = []
-        for _ in range(REPEATS):
-            with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
-                response = client.get(url, **(paging if "older" in url else {}))
-                timings.append(time.perf_counter() - started)
-            assert response.status_code == 200, response.status_code
-        results[name] = (statistics.median(timings), len(queries))
-    return results
+    return {
+        name: harness.medians(client, [url], REPEATS, **(paging if "older" in url else {}))[url]
+        for name, url in urls.items()
+    }
 
 
 def resident_peak_reset() -> bool:
@@ -130,13 +115,8 @@ def main() -> None:
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("This benchmark needs PostgreSQL: set DATABASE_URL.")
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        dave = User.objects.create_user("bench-dave", password="x")
-        dave.groups.add(Group.objects.get(name=AUDITORS))
-        client = Client()
-        client.force_login(dave)
+    with harness.test_database():
+        client = harness.signed_in(harness.member("bench-dave", AUDITORS))
         policy_set = PolicySet.objects.create(slug="production", name="Production")
         router = Router.objects.create(name="bench-edge", policy_set=policy_set, token_hash="0" * 64)
         insert_decisions(router, 1, 1000)
@@ -159,9 +139,7 @@ def main() -> None:
                 f"  export.{fmt:5s}              {args.rows / seconds:10,.0f} rows/s, {streamed / 2**20:,.0f} MiB "
                 f"in {seconds:.1f} s{memory}  ratio to COPY {seconds / floor_seconds:.1f}"
             )
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(main)

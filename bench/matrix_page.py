@@ -11,24 +11,12 @@ the list page measured in the same run; the target is a matrix page at most 2x t
 from __future__ import annotations
 
 import datetime as dt
-import os
-import statistics
-import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "steward.settings")
+import harness
 
-import django  # noqa: E402
+harness.setup_django()
 
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from compliance.models import Certification, CertificationHolding, DataClassification, MatrixCell  # noqa: E402
@@ -110,42 +98,15 @@ def populate(engineer: User, officer: User) -> None:
     )
 
 
-def timed(client: Client, url: str) -> tuple[float, int]:
-    with CaptureQueriesContext(connection) as queries:
-        started = time.perf_counter()
-        response = client.get(url)
-        if response.streaming:
-            b"".join(response.streaming_content)
-        elapsed = time.perf_counter() - started
-    assert response.status_code == 200, response.status_code
-    return elapsed, len(queries)
-
-
-def medians(client: Client, urls: tuple[str, ...]) -> dict[str, tuple[float, int]]:
-    """Median time per URL, the URLs taken in turn so that any drift of the machine hits them alike."""
-    timings: dict[str, list[float]] = {url: [] for url in urls}
-    queries: dict[str, int] = {}
-    for _ in range(REPEATS):
-        for url in urls:
-            seconds, queries[url] = timed(client, url)
-            timings[url].append(seconds)
-    return {url: (statistics.median(timings[url]), queries[url]) for url in urls}
-
-
 def main() -> None:
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        engineer = User.objects.create_user("bench-bob", password="x")
-        engineer.groups.add(Group.objects.get(name=ENGINEERS))
-        officer = User.objects.create_user("bench-alice", password="x")
-        officer.groups.add(Group.objects.get(name=OFFICERS))
+    with harness.test_database():
+        engineer = harness.member("bench-bob", ENGINEERS)
+        officer = harness.member("bench-alice", OFFICERS)
         populate(engineer, officer)
-        client = Client()
-        client.force_login(officer)
+        client = harness.signed_in(officer)
         for url in (LIST, MATRIX, CSV):  # warm up templates, plotly and caches
             client.get(url)
-        results = medians(client, (LIST, MATRIX, CSV))
+        results = harness.medians(client, [LIST, MATRIX, CSV], REPEATS)
         floor, floor_queries = results[LIST]
         print(f"{LIST:40s} {floor * 1000:7.1f} ms ({floor_queries} queries)  floor")
         ratios = {}
@@ -155,9 +116,7 @@ def main() -> None:
             print(f"{url:40s} {seconds * 1000:7.1f} ms ({queries} queries)  ratio {ratios[url]:.2f}")
         verdict = "ok" if ratios[MATRIX] <= TARGET else "OVER TARGET"
         print(f"matrix page / list page: {ratios[MATRIX]:.2f} (target <= {TARGET:.1f}) {verdict}")
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(main)

@@ -43,32 +43,17 @@ at the end. Every load loop is bounded in count and time and targets only 127.0.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
-import http.client
 import json
-import math
-import multiprocessing
 import os
-import re
-import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
+import harness
+from harness import BenchError, Slice
+
 POLICY_SET = "production"
 BUNDLE_PATH = f"/api/v1/policy-sets/{POLICY_SET}/bundle"
 # Under /api/v1/ like the bundle: Steward's LoginRequiredMiddleware skips the API prefix, whereas on
@@ -166,32 +151,6 @@ print(f"exported {{len(bytes(release.envelope))}} envelope bytes (v{{meta['versi
 """
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-# --- measurements -------------------------------------------------------------------------------
-
-
-@dataclass
-class Slice:
-    """One load-generator run against one case."""
-
-    requests: int
-    elapsed: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    bytes_per_request: float | None = None
-    latencies: list[float] | None = None  # seconds, when the generator keeps them (Python)
-    server_cpu: float = 0.0  # CPU seconds gunicorn (master and workers) used during the slice
-    other_cpu: float = 0.0  # CPU seconds that neither gunicorn nor the load generator used (other load)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.elapsed if self.elapsed else 0.0
-
-
 @dataclass
 class Case:
     key: str
@@ -213,416 +172,32 @@ class Case:
     @property
     def cpu_us_per_request(self) -> float:
         """gunicorn's CPU time per request: what a request costs, much less swayed by other load than requests/s."""
-        return sum(s.server_cpu for s in self.slices) / sum(s.requests for s in self.slices) * 1e6
+        return sum(s.cpu.server for s in self.slices) / sum(s.requests for s in self.slices) * 1e6
 
     def latency_ms(self, fraction: float) -> float:
         """Exact over every request when the generator kept latencies, else the median of the slices'."""
         if all(s.latencies is not None for s in self.slices):
-            return percentile([value for s in self.slices for value in s.latencies], fraction) * 1000
-        per_slice = [s.p99_ms if fraction == 0.99 else s.p50_ms for s in self.slices]
-        return statistics.median(per_slice)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-# --- wrk ----------------------------------------------------------------------------------------
-
-_UNITS_TIME = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-_UNITS_SIZE = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
-
-
-def find_wrk(allow_install: bool) -> str | None:
-    found = shutil.which("wrk")
-    if found or not allow_install:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None
-    print("wrk is missing; trying `apt-get install -y wrk` once …", flush=True)
-    try:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=300,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return shutil.which("wrk")
-
-
-def run_wrk(wrk: str, port: int, case: Case, duration: float, connections: int, threads: int) -> Slice:
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "5s"]
-    for name, value in case.headers.items():
-        command += ["-H", f"{name}: {value}"]
-    command.append(f"http://{HOST}:{port}{case.path}")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
-    text = done.stdout
-    summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", text)
-    if done.returncode != 0 or summary is None or "Requests/sec" not in text:
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip() or text.strip()}")
-
-    def latency(label: str) -> float:
-        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
-        return float(match.group(1)) * _UNITS_TIME[match.group(2)] if match else math.nan
-
-    requests = int(summary.group(1))
-    elapsed = float(summary.group(2)) * _UNITS_TIME[summary.group(3)] / 1000
-    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", text)
-    rps = requests / elapsed if elapsed else 0.0
-    per_request = float(transfer.group(1)) * _UNITS_SIZE[transfer.group(2)] / rps if transfer and rps else None
-    errors = 0
-    non_ok = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    if non_ok:
-        errors += int(non_ok.group(1))
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if sockets:
-        # gunicorn's sync workers close every connection after answering; wrk counts a close it
-        # sees while reading as a read error although the response was complete. Only connect,
-        # write and timeout errors are failures.
-        errors += int(sockets.group(1)) + int(sockets.group(3)) + int(sockets.group(4))
-    return Slice(requests, elapsed, latency("50"), latency("99"), errors, per_request)
-
-
-# --- Python load generator (closed loop: as fast as the server answers) --------------------------
-
-
-def _closed_loop_process(port: int, path: str, headers: dict, expect: int, threads: int, duration: float, cap: int):
-    deadline = time.perf_counter() + duration
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-
-    def loop() -> None:
-        connection = http.client.HTTPConnection(HOST, port, timeout=10)
-        mine: list[float] = []
-        failures = 0
-        for _ in range(cap):  # bounded in count as well as in time
-            if time.perf_counter() >= deadline:
-                break
-            started = time.perf_counter()
-            try:
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                if response.will_close:
-                    connection.close()
-                ok = response.status == expect
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                ok = False
-            mine.append(time.perf_counter() - started)
-            failures += not ok
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failures
-
-    workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(duration + 30)
-    return latencies, errors[0], time.perf_counter() - started
-
-
-def _child_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
-
-
-def run_in_processes(function, args: list[tuple], timeout: float) -> list:
-    """``function(*each)`` in its own load-generator process; a pool that fails is terminated."""
-    pool = multiprocessing.get_context("fork").Pool(len(args), initializer=_child_signals)
-    try:
-        results = pool.starmap_async(function, args).get(timeout=timeout)
-    except BaseException:
-        pool.terminate()
-        raise
-    else:
-        pool.close()
-    finally:
-        pool.join()
-    return results
-
-
-def run_python_closed(port: int, case: Case, duration: float, processes: int, threads: int) -> Slice:
-    cap = 200_000
-    args = [(port, case.path, case.headers, case.expect, threads, duration, cap)] * processes
-    results = run_in_processes(_closed_loop_process, args, duration + 60)
-    latencies = [value for result in results for value in result[0]]
-    return Slice(
-        requests=len(latencies),
-        elapsed=max(result[2] for result in results),
-        p50_ms=percentile(latencies, 0.50) * 1000,
-        p99_ms=percentile(latencies, 0.99) * 1000,
-        errors=sum(result[1] for result in results),
-        latencies=latencies,
-    )
-
-
-# --- Python load generator (open loop: a fixed rate, like a fleet of routers) --------------------
-
-
-def _fixed_rate_process(
-    port: int, routers: list[tuple[str, float, str]], interval: float, start_at: float, duration: float
-):
-    """Each router polls every ``interval`` seconds from its phase; a late poll is sent at once.
-
-    Latency is measured from the time the poll was due (so a server that falls behind shows in the
-    figures rather than slowing the schedule down), with the service time kept alongside.
-    """
-    results: list[tuple[float, float, float, int | str]] = []  # (due, sent, done, status or error)
-    lock = threading.Lock()
-
-    def router(token: str, phase: float, if_none_match: str) -> None:
-        headers = {"Authorization": f"Bearer {token}", "If-None-Match": if_none_match, "Connection": "close"}
-        mine = []
-        polls = int(duration / interval) + 1
-        for number in range(polls):  # bounded in count and by the run's end
-            due = start_at + phase + number * interval
-            if due >= start_at + duration:
-                break
-            wait = due - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            sent = time.time()
-            connection = http.client.HTTPConnection(HOST, port, timeout=10)
-            try:
-                connection.request("GET", BUNDLE_PATH, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException) as error:
-                status = type(error).__name__
-            finally:
-                connection.close()
-            done = time.time()
-            mine.append((due, sent, done, status))
-        with lock:
-            results.extend(mine)
-
-    threads = [threading.Thread(target=router, args=entry, daemon=True) for entry in routers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(duration + 30)
-    return results
-
-
-def run_fixed_rate(port: int, tokens: list[str], etag: str, rate: float, duration: float, processes: int) -> dict:
-    interval = len(tokens) / rate  # each router polls every `interval` seconds
-    routers = [(token, index * interval / len(tokens), etag) for index, token in enumerate(tokens)]
-    shares = [routers[index::processes] for index in range(processes)]
-    start_at = time.time() + 1.0
-    args = [(port, share, interval, start_at, duration) for share in shares if share]
-    results = run_in_processes(_fixed_rate_process, args, duration + 60)
-    polls = [poll for result in results for poll in result]
-    if not polls:
-        raise BenchError("the fixed-rate run made no polls")
-    # The rate is held when every poll due in the window went out in the window: a server that falls
-    # behind blocks the routers' threads and pushes their later polls past its end.
-    last_sent = max(sent for _, sent, _, _ in polls)
-    ok = [poll for poll in polls if poll[3] == 304]
-    latencies = [done - due for due, _, done, _ in ok]
-    service = [done - sent for _, sent, done, _ in ok]
-    return {
-        "routers": len(tokens),
-        "interval": interval,
-        "target": rate,
-        "polls": len(polls),
-        "ok": len(ok),
-        "errors": len(polls) - len(ok),
-        "error_kinds": dict(collections.Counter(str(poll[3]) for poll in polls if poll[3] != 304)),
-        "achieved": len(ok) / max(duration, last_sent - start_at),
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "max_ms": max(latencies) * 1000 if latencies else math.nan,
-        "service_p99_ms": percentile(service, 0.99) * 1000,
-    }
-
-
-# --- set-up and tear-down -----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-class Database:
-    """A throwaway PostgreSQL database, created and dropped through the ``postgres`` maintenance DB."""
-
-    def __init__(self, url: str) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
-            raise BenchError("--database-url must be a postgres:// URL (the bench creates and drops the database)")
-        self.url = url
-        self.name = unquote(parsed.path.lstrip("/"))
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name or ""):
-            raise BenchError(f"--database-url: unusable database name {self.name!r}")
-        self.maintenance = parsed._replace(path="/postgres").geturl().replace("pgsql://", "postgresql://")
-        self.maintenance = re.sub(r"^postgres://", "postgresql://", self.maintenance)
-        self.created = False
-
-    def _execute(self, sql: str) -> list:
-        import psycopg
-
-        with psycopg.connect(self.maintenance, autocommit=True, connect_timeout=10) as connection:
-            cursor = connection.execute(sql)
-            return cursor.fetchall() if cursor.description else []
-
-    def create(self) -> None:
-        exists = self._execute(f"SELECT 1 FROM pg_database WHERE datname = '{self.name}'")
-        if exists:
-            if "bench" not in self.name:
-                raise BenchError(
-                    f"database {self.name!r} already exists and its name does not contain 'bench'; "
-                    "the bench drops its database at the end, so point --database-url at a throwaway name"
-                )
-            self._execute(f'DROP DATABASE "{self.name}" WITH (FORCE)')
-        self._execute(f'CREATE DATABASE "{self.name}"')
-        self.created = True
-
-    def drop(self) -> None:
-        if self.created:
-            self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            self.created = False
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_tree_cpu(root_pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``root_pid`` and its live children."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            parents[int(entry)] = int(fields[1])
-            times[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return sum(seconds for pid, seconds in times.items() if pid == root_pid or parents.get(pid) == root_pid)
-
-
-def machine_busy_cpu() -> float:
-    """CPU seconds all processors spent busy (steal included: another VM's load) since boot."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for children: wrk, generator processes
-    return usage.ru_utime + usage.ru_stime
-
-
-class Server:
-    """Steward under gunicorn in its own process group, stopped on exit whatever happens."""
-
-    def __init__(self, env: dict, port: int, args: argparse.Namespace, log: Path) -> None:
-        self.env, self.port, self.args, self.log = env, port, args, log
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [
-            str(VENV_BIN / "gunicorn"),
-            "steward.wsgi:application",
-            "--workers",
-            str(self.args.workers),
-            "--worker-class",
-            self.args.worker_class,
-            "--threads",
-            str(self.args.threads),
-            "--bind",
-            f"{HOST}:{self.port}",
-            "--chdir",
-            str(ROOT),
-            "--log-level",
-            "warning",
-            "--error-logfile",
-            str(self.log),
-        ]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                status, _, _ = fetch(self.port, BARE_PATH, {})
-                if status == 200:
-                    return
-            time.sleep(0.2)
-        raise BenchError(f"gunicorn did not answer within 60 s:\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:]) if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGTERM)  # gunicorn's graceful stop: the master stops its workers
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)  # our own session: gunicorn and its workers only
-            self.process.wait(5)
-
-
-def fetch(port: int, path: str, headers: dict) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
-    finally:
-        connection.close()
-
-
-def manage(env: dict, *arguments: str, timeout: float = 600) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(arguments)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return done.stdout
+            return harness.percentile([value for s in self.slices for value in s.latencies], fraction) * 1000
+        return statistics.median(s.p99_ms if fraction == 0.99 else s.p50_ms for s in self.slices)
 
 
 def delete_cache_keys(redis_url: str, prefix: str) -> None:
-    with contextlib.suppress(Exception):
+    try:
         import redis
 
         client = redis.Redis.from_url(redis_url, socket_timeout=5)
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         if keys:
             client.delete(*keys)
+    except Exception:  # noqa: BLE001 - the keys expire anyway; a failed clean-up must not hide the figures
+        pass
 
 
 def verify(port: int, token: str, etag: str, body: bytes) -> None:
     """The bare view and the bundle answer the same bytes and headers; the 304s are 304s."""
     auth = {"Authorization": f"Bearer {token}"}
-    app_status, app_headers, app_body = fetch(port, BUNDLE_PATH, auth)
-    bare_status, bare_headers, bare_body = fetch(port, BARE_PATH, {})
+    app_status, app_headers, app_body = harness.fetch(port, BUNDLE_PATH, auth)
+    bare_status, bare_headers, bare_body = harness.fetch(port, BARE_PATH, {})
     if app_status != 200 or bare_status != 200:
         raise BenchError(f"expected 200 from both, got bundle {app_status} and bare {bare_status}")
     if app_body != body or bare_body != body:
@@ -636,7 +211,7 @@ def verify(port: int, token: str, etag: str, body: bytes) -> None:
     if differences:
         raise BenchError(f"the bundle and the bare view differ in headers: {differences}")
     for path, headers in ((BUNDLE_PATH, {**auth, "If-None-Match": etag}), (BARE_PATH, {"If-None-Match": etag})):
-        status, answered, _ = fetch(port, path, headers)
+        status, answered, _ = harness.fetch(port, path, headers)
         if status != 304 or answered.get("etag") != etag:
             raise BenchError(f"{path} with If-None-Match answered {status} (ETag {answered.get('etag')})")
     print(f"verified: same {len(body)} body bytes and headers ({', '.join(sorted(app_headers))}); 304s match")
@@ -657,7 +232,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (default sync; see above)")
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--no-install", action="store_true", help="never try `apt-get install wrk`")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per case (default 10)")
     parser.add_argument(
         "--slice",
@@ -690,88 +264,64 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _terminated(signum, frame) -> None:
-    """A SIGTERM is handled like Ctrl-C: the ``finally`` blocks stop gunicorn and drop the database."""
-    raise KeyboardInterrupt
-
-
-def main() -> int:
+def run() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _terminated)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
-    tmp = Path(tempfile.mkdtemp(prefix="feedbench-"))
-    prefix = f"feedbench-{uuid.uuid4().hex[:12]}"
-    database = Database(args.database_url)
-    server: Server | None = None
-    try:
+    with harness.Run() as bench:
+        tmp = bench.directory("feedbench-", keep=args.keep_tmp)
+        prefix = f"feedbench-{uuid.uuid4().hex[:12]}"
+        bench.callback(delete_cache_keys, args.redis_url, prefix)
         (tmp / "feedbench_settings.py").write_text(SETTINGS_MODULE.format(prefix=prefix))
         # Until the envelope is exported the bare view has nothing to serve: set-up runs on steward.urls.
         (tmp / "feedbench_setup_settings.py").write_text(
             'from feedbench_settings import *  # noqa: F403\n\nROOT_URLCONF = "steward.urls"\n'
         )
         (tmp / "feedbench_setup.py").write_text(SETUP_SCRIPT.format(policy_set=POLICY_SET))
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("STEWARD_", "DJANGO_"))}
-        env |= {
-            "DATABASE_URL": args.database_url,
-            "CELERY_BROKER_URL": args.redis_url,
-            "STEWARD_REDIS_URL": args.redis_url,
-            "STEWARD_VAR_DIR": str(tmp / "var"),
-            "DJANGO_SETTINGS_MODULE": "feedbench_setup_settings",
-            "PYTHONPATH": os.pathsep.join([str(tmp), str(ROOT)]),
-            "STEWARD_LOG_LEVEL": "WARNING",
-        }
-        for key in ("STEWARD_KEK", "STEWARD_DEMO_PASSWORD"):  # keep what the operator set for these
-            if os.environ.get(key):
-                env[key] = os.environ[key]
+        env = harness.environment(
+            tmp,
+            "feedbench_setup_settings",
+            DATABASE_URL=args.database_url,
+            CELERY_BROKER_URL=args.redis_url,
+            STEWARD_REDIS_URL=args.redis_url,
+        )
 
         started = time.monotonic()
-        database.create()
-        manage(env, "migrate", "--noinput")
-        manage(env, "seed_demo")
-        done = subprocess.run(
-            [sys.executable, str(tmp / "feedbench_setup.py"), str(tmp), str(args.routers)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"exporting the envelope / registering routers failed:\n{done.stderr[-3000:]}")
-        print(f"database {database.name}: migrated, seeded; {done.stdout.strip()} ({time.monotonic() - started:.0f} s)")
+        database = bench.database(args.database_url)
+        harness.python(env, "manage.py", "migrate", "--noinput")
+        harness.python(env, "manage.py", "seed_demo")
+        exported = harness.python(env, str(tmp / "feedbench_setup.py"), str(tmp), str(args.routers))
+        print(f"database {database.name}: migrated, seeded; {exported} ({time.monotonic() - started:.0f} s)")
         (tmp / "feedbench_urls.py").write_text(URLS_MODULE.format(bare_path=BARE_PATH.lstrip("/")))
         env["DJANGO_SETTINGS_MODULE"] = "feedbench_settings"
         body = (tmp / "bundle.bin").read_bytes()
         etag = json.loads((tmp / "bundle.json").read_text())["etag"]
         tokens = json.loads((tmp / "tokens.json").read_text())
 
-        port = free_port()
-        server = Server(env, port, args, tmp / "gunicorn.log")
-        server.start()
+        port = harness.free_port()
+        log = tmp / "gunicorn.log"
+        server = harness.gunicorn(
+            bench, env, port, log, BARE_PATH, workers=args.workers, worker_class=args.worker_class, threads=args.threads
+        )
         print(
-            f"gunicorn on {HOST}:{port}: --workers {args.workers} --worker-class {args.worker_class} "
+            f"gunicorn on {harness.HOST}:{port}: --workers {args.workers} --worker-class {args.worker_class} "
             f"--threads {args.threads}; DEBUG off, PostgreSQL, Redis cache ({os.cpu_count()} cores)"
         )
         verify(port, tokens[0], etag, body)
 
-        wrk = None if args.loadgen == "python" else find_wrk(allow_install=not args.no_install)
+        wrk = None if args.loadgen == "python" else shutil.which("wrk")
         if args.loadgen == "wrk" and wrk is None:
-            raise BenchError("--loadgen wrk: wrk is not installed and could not be installed")
+            raise BenchError("--loadgen wrk: wrk is not installed (apt-get install wrk)")
 
         def measure(case: Case, duration: float) -> Slice:
-            server_before, busy_before, load_before = (
-                process_tree_cpu(server.process.pid),
-                machine_busy_cpu(),
-                children_cpu(),
-            )
-            if wrk:
-                result = run_wrk(wrk, port, case, duration, args.connections, args.wrk_threads)
-            else:
-                result = run_python_closed(port, case, duration, args.py_processes, args.py_threads)
-            result.server_cpu = process_tree_cpu(server.process.pid) - server_before
-            load = children_cpu() - load_before
-            result.other_cpu = max(0.0, machine_busy_cpu() - busy_before - result.server_cpu - load)
+            with harness.cpu_use(server.pid) as cpu:
+                if wrk:
+                    result = harness.run_wrk(
+                        wrk, port, case.path, case.headers, duration, args.connections, args.wrk_threads
+                    )
+                else:
+                    result = harness.closed_loop(
+                        port, case.path, case.headers, case.expect, duration, args.py_processes, args.py_threads
+                    )
+            result.cpu = cpu
             return result
 
         auth = {"Authorization": f"Bearer {tokens[0]}"}
@@ -799,7 +349,7 @@ def main() -> int:
         def other_share(slices) -> float:
             """The share of the machine's CPU that other processes took while these slices ran."""
             slices = list(slices)
-            return sum(s.other_cpu for s in slices) / (sum(s.elapsed for s in slices) * cores)
+            return sum(s.cpu.other for s in slices) / (sum(s.elapsed for s in slices) * cores)
 
         turn_ratios: dict[str, list[float]] = {"304": [], "200": []}
         for turn in range(turns):
@@ -827,17 +377,13 @@ def main() -> int:
             f"\nfixed rate: {args.routers} routers x one poll every {args.routers / args.rate:.3f} s "
             f"= {args.rate:.0f} polls/s for {args.rate_duration:g} s on the 304 path (new connection per poll)"
         )
-        server_before, busy_before, load_before = (
-            process_tree_cpu(server.process.pid),
-            machine_busy_cpu(),
-            children_cpu(),
-        )
-        fixed = run_fixed_rate(port, tokens, etag, args.rate, args.rate_duration, processes=2)
-        fixed_server = process_tree_cpu(server.process.pid) - server_before
-        fixed_other = machine_busy_cpu() - busy_before - fixed_server - (children_cpu() - load_before)
-        fixed_other_share = max(0.0, fixed_other) / ((args.rate_duration + 1) * (os.cpu_count() or 1))
-        if server.process.poll() is not None:
-            raise BenchError(f"gunicorn died during the run:\n{server.log_tail()}")
+        pollers = [{"Authorization": f"Bearer {token}", "If-None-Match": etag} for token in tokens]
+        with harness.cpu_use(server.pid) as fixed_cpu:
+            fixed = harness.fixed_rate(port, BUNDLE_PATH, pollers, 304, args.rate, args.rate_duration)
+        fixed_server = fixed_cpu.server
+        fixed_other_share = fixed_cpu.other / ((args.rate_duration + 1) * (os.cpu_count() or 1))
+        if server.poll() is not None:
+            raise BenchError(f"gunicorn died during the run:\n{harness.log_tail(log)}")
 
         # Graded on the median of the turns' ratios: each compares two slices a few seconds apart, so a
         # burst of other load on the machine spoils a turn or two rather than the whole figure.
@@ -907,31 +453,11 @@ def main() -> int:
         if errors:
             print(f"[MISS] {errors} unexpected answers or socket errors under load")
         if errors or fixed["errors"]:
-            print(f"gunicorn's log (last lines):\n{server.log_tail() or '(empty)'}")
+            print(f"gunicorn's log (last lines):\n{harness.log_tail(log) or '(empty)'}")
         ok = ratio_304 >= TARGET_304 and ratio_200 >= TARGET_200 and held and fast and not errors
         print(f"\n{'ALL TARGETS MET' if ok else 'SOME TARGETS MISSED'} ({time.monotonic() - started:.0f} s)")
         return 0 if ok else 1
-    except BenchError as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
-        try:
-            if server is not None:
-                server.stop()
-            database.drop()
-            delete_cache_keys(args.redis_url, prefix)
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            if args.keep_tmp:
-                print(f"kept {tmp}", file=sys.stderr)
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(run)

@@ -8,24 +8,9 @@ figure measured in the same run. A ratio near 1 means paging and constant querie
 
 from __future__ import annotations
 
-import os
-import statistics
-import sys
-import time
-from pathlib import Path
+import harness
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "steward.settings")
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.contrib.auth.models import Group, User  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+harness.setup_django()
 
 from steward.roles import ENGINEERS  # noqa: E402
 from tests.factories import make_versions  # noqa: E402
@@ -34,40 +19,22 @@ URLS = ["/registry/", "/registry/?status=approved&sort=-input_price", "/api/v1/m
 REPEATS = 30
 
 
-def median_seconds(client: Client, url: str) -> tuple[float, int]:
-    timings = []
-    for _ in range(REPEATS):
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            response = client.get(url)
-            timings.append(time.perf_counter() - started)
-        assert response.status_code == 200, response.status_code
-    return statistics.median(timings), len(queries)
-
-
 def main() -> None:
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    try:
-        bob = User.objects.create_user("bench-bob", password="x")
-        bob.groups.add(Group.objects.get(name=ENGINEERS))
-        client = Client()
-        client.force_login(bob)
+    with harness.test_database():
+        bob = harness.member("bench-bob", ENGINEERS)
+        client = harness.signed_in(bob)
         make_versions(20, bob)
-        floor = {url: median_seconds(client, url) for url in URLS}
+        floor = harness.medians(client, URLS, REPEATS)
         for _ in range(9):
             make_versions(220, bob)
-        print(f"versions: 20 → {User.objects.get(pk=bob.pk).proposed_versions.count()}")
-        for url in URLS:
+        print(f"versions: 20 → {bob.proposed_versions.count()}")
+        for url, (large, large_queries) in harness.medians(client, URLS, REPEATS).items():
             small, small_queries = floor[url]
-            large, large_queries = median_seconds(client, url)
             print(
                 f"{url:48s} 20: {small * 1000:6.1f} ms ({small_queries} queries)  "
                 f"2000: {large * 1000:6.1f} ms ({large_queries} queries)  ratio {large / small:.2f}"
             )
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(main)

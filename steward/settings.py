@@ -322,6 +322,9 @@ STEWARD_ROUTER_STALE_SECONDS = env_int("STEWARD_ROUTER_STALE_SECONDS", 300)
 
 # Evaluations
 STEWARD_EVALUATION_TIMEOUT = float(env_str("STEWARD_EVALUATION_TIMEOUT", "30"))
+# A PEM file of certificate authorities that model endpoints' TLS certificates may also chain to (a
+# private gateway's own CA), on top of the system's.
+STEWARD_EVALUATION_CA_BUNDLE = env_str("STEWARD_EVALUATION_CA_BUNDLE")
 STEWARD_RUN_STALL_SECONDS = env_int("STEWARD_RUN_STALL_SECONDS", 300)
 STEWARD_EVALUATE_ON_PROPOSAL = env_bool("STEWARD_EVALUATE_ON_PROPOSAL", False)
 # Categories a model version must pass before an officer can approve it, e.g. "accuracy,safety".
@@ -351,5 +354,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("STEWARD_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -1,28 +1,35 @@
 """Endpoint clients: how a model version is asked a question.
 
-``client_for(version)`` picks the class for the version's endpoint kind. Each client sends chat
-messages and returns the answer with its token usage, latency and cost; timeouts, 429s and 5xx
-answers are retried with exponential backoff (and ``Retry-After``). Another kind of endpoint is
-one new class in ``CLIENTS``.
+``client_for(version, session)`` picks the class for the version's endpoint kind. Each client sends
+chat messages and returns the answer with its token usage, latency and cost; timeouts, connection
+failures, 429s and 5xx answers are retried with exponential backoff (and ``Retry-After``). Another
+kind of endpoint is one new class in ``CLIENTS``.
+
+HTTP is aiohttp's client, in a session from ``endpoint_session``: keep-alive connections, TLS that
+trusts the system's certificate authorities (plus ``STEWARD_EVALUATION_CA_BUNDLE``), the proxy the
+environment names, timeouts. Redirects are never followed and answers are capped in size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import random
 import ssl
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import h11
-import httpx
+import aiohttp
+from django.conf import settings
 
 from ..models import EndpointCredential, ModelVersion, is_reserved_variable
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,12 +119,13 @@ class ChatClient:
     """Base class: retries and accounting; subclasses say how to call their kind of endpoint.
 
     ``key`` is the version's bound key (``bind_key``); without one, requests carry no key at all.
+    ``http`` is a session from ``endpoint_session``, which several clients may share.
     """
 
     def __init__(
         self,
         version: ModelVersion,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         key: BoundKey | None = None,
         timeout: float = 30.0,
@@ -129,6 +137,8 @@ class ChatClient:
         self.http = http
         self.key = key
         self.timeout = timeout
+        self.client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self.proxy = proxy_for(version.base_url)  # by scheme and host, the same for all its requests
         self.retries = retries
         self.backoff = backoff
         self.max_tokens = max_tokens
@@ -172,12 +182,39 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     value = response.headers.get("Retry-After")
     try:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+async def _capped_body(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's bytes; an answer over MAX_RESPONSE_BYTES is an error, not something to hold in memory."""
+    if (response.content_length or 0) <= MAX_RESPONSE_BYTES:
+        chunks, size = [], 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                break
+            chunks.append(chunk)
+        else:
+            return b"".join(chunks)
+    raise EndpointError(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), if any.
+
+    Looked up once per client rather than through aiohttp's ``trust_env``, which would also send
+    ``~/.netrc`` passwords to the endpoint (credentials no officer bound to it) and read both again,
+    in a thread, for every request (doubling the client's CPU time per request).
+    """
+    parts = urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 class OpenAICompatibleClient(ChatClient):
@@ -189,22 +226,37 @@ class OpenAICompatibleClient(ChatClient):
         headers = self.headers_for(url)
         try:
             # Redirects are never followed: a key bound to one host must not be replayed to another.
-            response = await self.http.post(
-                url, json=body, headers=headers, timeout=self.timeout, follow_redirects=False
-            )
-        except httpx.TimeoutException:
+            async with self.http.post(
+                url,
+                json=body,
+                headers=headers,
+                timeout=self.client_timeout,
+                allow_redirects=False,
+                proxy=self.proxy,
+            ) as response:
+                status = response.status
+                if status in RETRY_STATUSES:
+                    raise _Retryable(f"HTTP {status}", _retry_after(response))
+                if 300 <= status < 400:
+                    location = response.headers.get("Location", "")
+                    raise EndpointError(f"HTTP {status}: redirects are not followed (to {location[:200]!r})")
+                data = await _capped_body(response)
+        except TimeoutError:
             raise _Retryable(f"timeout after {self.timeout:g} s") from None
-        except httpx.TransportError as error:
+        except aiohttp.InvalidURL:
+            raise EndpointError(f"{url} is not a URL that can be requested") from None
+        except aiohttp.ClientConnectorCertificateError as error:  # asking again would not change it
+            reason = getattr(error.certificate_error, "verify_message", "") or error.certificate_error
+            raise EndpointError(
+                f"{url}: the TLS certificate is not trusted ({reason}); a private certificate authority "
+                "goes in STEWARD_EVALUATION_CA_BUNDLE"
+            ) from None
+        except aiohttp.ClientError as error:
             raise _Retryable(f"cannot reach {url}: {type(error).__name__}") from None
-        if response.status_code in RETRY_STATUSES:
-            raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
-        if 300 <= response.status_code < 400:
-            location = response.headers.get("Location", "")
-            raise EndpointError(f"HTTP {response.status_code}: redirects are not followed (to {location[:200]!r})")
-        if response.status_code >= 400:
-            raise EndpointError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if status >= 400:
+            raise EndpointError(f"HTTP {status}: {data[:200].decode(errors='replace')}")
         try:
-            payload = response.json()
+            payload = json.loads(data)
             text = payload["choices"][0]["message"]["content"] or ""
             usage = payload.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError):
@@ -212,136 +264,38 @@ class OpenAICompatibleClient(ChatClient):
         return text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
-# --- the transport the runner uses -------------------------------------------------------------
-
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-class StreamTransport(httpx.AsyncBaseTransport):
-    """One keep-alive HTTP/1.1 connection on plain asyncio streams, for one request at a time.
-
-    The runner gives every slot of a suite's concurrency a connection of its own. httpx's default
-    transport (httpcore over anyio) spends about a millisecond of CPU on each request, this one
-    about a third of that (h11 parses the HTTP), and the CPU of one worker process is what bounds
-    how many requests it keeps in flight. Timeouts and failures surface as httpx's exceptions.
-    """
-
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        self.ssl_context = ssl_context
-        self._origin: tuple[str, str, int] | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._h11: h11.Connection | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts = request.extensions.get("timeout", {})
-        url = request.url
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        body = await request.aread()
-        reused = self._h11 is not None and self._origin == origin and self._h11.our_state is h11.IDLE
-        if not reused:
-            await self._connect(origin, request, timeouts.get("connect"))
-        try:
-            return await self._exchange(request, body, timeouts)
-        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
-            if not reused:
-                raise
-        # The server closed a kept-alive connection before answering: once more on a new one.
-        await self._connect(origin, request, timeouts.get("connect"))
-        return await self._exchange(request, body, timeouts)
-
-    async def _connect(self, origin: tuple[str, str, int], request: httpx.Request, timeout: float | None) -> None:
-        await self.aclose()
-        scheme, host, port = origin
-        secure = scheme == "https"
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    host, port, ssl=self.ssl_context if secure else None, server_hostname=host if secure else None
-                ),
-                timeout,
-            )
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"no connection to {host}:{port} within {timeout} s", request=request) from None
-        except (OSError, ssl.SSLError) as error:
-            raise httpx.ConnectError(str(error) or type(error).__name__, request=request) from None
-        self._origin = origin
-        self._h11 = h11.Connection(h11.CLIENT)
-
-    async def _exchange(self, request: httpx.Request, body: bytes, timeouts: dict) -> httpx.Response:
-        connection, reader, writer = self._h11, self._reader, self._writer
-        try:
-            data = connection.send(
-                h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
-            )
-            data += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
-            writer.write(data)
-            await asyncio.wait_for(writer.drain(), timeouts.get("write"))
-        except TimeoutError:
-            await self.aclose()
-            raise httpx.WriteTimeout("timed out sending the request", request=request) from None
-        except (OSError, h11.LocalProtocolError) as error:
-            await self.aclose()
-            raise httpx.WriteError(str(error) or type(error).__name__, request=request) from None
-        response: h11.Response | None = None
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while True:
-                event = connection.next_event()
-                if event is h11.NEED_DATA:
-                    connection.receive_data(await asyncio.wait_for(reader.read(65536), timeouts.get("read")))
-                elif isinstance(event, h11.Response):
-                    response = event
-                elif isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise httpx.RemoteProtocolError(
-                            f"the answer is larger than {MAX_RESPONSE_BYTES} bytes", request=request
-                        )
-                    chunks.append(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise httpx.RemoteProtocolError("the server closed the connection", request=request)
-        except TimeoutError:
-            await self.aclose()
-            raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from None
-        except OSError as error:
-            await self.aclose()
-            raise httpx.ReadError(str(error) or type(error).__name__, request=request) from None
-        except (h11.RemoteProtocolError, httpx.RemoteProtocolError) as error:
-            await self.aclose()
-            raise httpx.RemoteProtocolError(str(error), request=request) from None
-        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
-            connection.start_next_cycle()
-        else:
-            await self.aclose()
-        return httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks))
-
-    async def aclose(self) -> None:
-        writer, self._writer, self._reader, self._h11 = self._writer, None, None, None
-        if writer is not None:
-            writer.close()
+# --- the session the runner uses ---------------------------------------------------------------
 
 
 @functools.cache
+def _ssl_context(ca_bundle: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_bundle:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as error:
+            raise EndpointError(
+                f"STEWARD_EVALUATION_CA_BUNDLE: cannot load certificate authorities from {ca_bundle}: {error}"
+            ) from None
+    return context
+
+
 def ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes tens of milliseconds: once per process, shared by every client.
-    return httpx.create_ssl_context()
+    """The certificate authorities endpoints are checked against: the system's, plus those in the file
+    ``STEWARD_EVALUATION_CA_BUNDLE`` names (a private gateway's own CA). Loaded once per process."""
+    return _ssl_context(settings.STEWARD_EVALUATION_CA_BUNDLE)
 
 
-def connection_client() -> httpx.AsyncClient:
-    """An HTTP client with one connection, for one request at a time (one slot of a run's concurrency).
+def endpoint_session(connections: int) -> aiohttp.ClientSession:
+    """An HTTP session for up to ``connections`` requests at once, its connections kept alive between them.
 
-    With a proxy in the environment, httpx's own transport goes through it; StreamTransport does not.
+    Call it inside the event loop that uses it; close it with ``await session.close()``. Cookies are
+    not kept: one answer never changes what the next request sends.
     """
-    if any(os.environ.get(name) or os.environ.get(name.lower()) for name in PROXY_VARIABLES):
-        return httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), verify=ssl_context()
-        )
-    return httpx.AsyncClient(transport=StreamTransport(ssl_context()))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, ssl=ssl_context()),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 CLIENTS: dict[str, type[ChatClient]] = {
@@ -349,7 +303,7 @@ CLIENTS: dict[str, type[ChatClient]] = {
 }
 
 
-def client_for(version: ModelVersion, http: httpx.AsyncClient, **options) -> ChatClient:
+def client_for(version: ModelVersion, http: aiohttp.ClientSession, **options) -> ChatClient:
     try:
         return CLIENTS[version.endpoint_kind](version, http, **options)
     except KeyError:

@@ -15,7 +15,6 @@ import datetime as dt
 import time
 from collections import defaultdict
 
-import httpx
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
@@ -44,7 +43,7 @@ from .endpoints import (
     EndpointError,
     bind_key,
     client_for,
-    connection_client,
+    endpoint_session,
 )
 
 RUN_PERMISSION = "registry.run_evaluationsuite"
@@ -212,10 +211,10 @@ def run_chunk(run_id: int, case_ids: list[int], base_url: str | None = None, liv
         try:
             # Checked again here: a credential may have been revoked since the run was started.
             keys = bound_keys(run.suite, run.model_version)
-        except CredentialRefused as error:
+            results = _run_async(_answer(run, cases, keys, live))
+        except EndpointError as error:  # a refused credential, or a CA bundle that cannot be loaded
             fail_run(run, str(error))
             return 0
-        results = _run_async(_answer(run, cases, keys, live))
         if results:
             _save_results(run.pk, results)
     if _complete(run_id):
@@ -243,6 +242,14 @@ async def _answer(
 ) -> list[CaseResult]:
     """Ask and score every case; returns the results not saved yet (all of them when not ``live``)."""
     suite, version = run.suite, run.model_version
+    # At most ``suite.concurrency`` cases at a time, each asking its question and then the judge one
+    # request after the other: the session needs a connection per slot, no more.
+    concurrency = min(suite.concurrency, len(cases))
+    slots = asyncio.Semaphore(concurrency)
+    http = endpoint_session(concurrency)
+    timeout = settings.STEWARD_EVALUATION_TIMEOUT
+    client = client_for(version, http, key=keys[version.pk], timeout=timeout)
+    judge = client_for(suite.judge, http, key=keys[suite.judge.pk], timeout=timeout) if suite.judge else None
     # The ORM is synchronous: every database call of this loop goes to one thread of its own.
     database = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation-db")
     loop = asyncio.get_running_loop()
@@ -259,37 +266,17 @@ async def _answer(
         state["last_flush"] = time.monotonic()
         state["cancelled"] = await loop.run_in_executor(database, _save_results, run.pk, batch)
 
-    # One connection per slot of the suite's concurrency, each in a client of its own (httpx's
-    # pool does work quadratic in its connections for every request); a case takes a slot from
-    # the queue and gives it back when it is answered.
-    timeout = settings.STEWARD_EVALUATION_TIMEOUT
-    https: list[httpx.AsyncClient] = []
-    slots: asyncio.Queue = asyncio.Queue()
-    for _ in range(min(suite.concurrency, len(cases))):
-        http = connection_client()
-        judge = None
-        if suite.judge:
-            judge_http = connection_client()
-            https.append(judge_http)
-            judge = client_for(suite.judge, judge_http, key=keys[suite.judge.pk], timeout=timeout)
-        https.append(http)
-        slots.put_nowait((client_for(version, http, key=keys[version.pk], timeout=timeout), judge))
-
     async def one(case: EvaluationCase) -> None:
-        client, judge = await slots.get()
-        try:
+        async with slots:
             if state["cancelled"]:
                 return
             pending.append(await _answer_case(run, suite, case, client, judge))
-        finally:
-            slots.put_nowait((client, judge))
         await flush()
 
     try:
         await asyncio.gather(*(one(case) for case in cases))
     finally:
-        for http in https:
-            await http.aclose()
+        await http.close()
         if live:
             await flush(force=True)
             await loop.run_in_executor(database, _close_connection)

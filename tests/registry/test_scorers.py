@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from demo.server import start_in_thread
 from registry.evaluation import scorers
-from registry.evaluation.endpoints import client_for
+from registry.evaluation.endpoints import client_for, endpoint_session
 from registry.evaluation.scorers import FULL, Score, ScorerConfigError
 from registry.models import ModelVersion
 
@@ -175,7 +174,7 @@ def test_llm_judge_with_the_demo_judge_over_http() -> None:
     )
 
     async def grade(output: str, expected: str) -> Score:
-        async with httpx.AsyncClient() as http:
+        async with endpoint_session(1) as http:
             client = client_for(judge, http, timeout=10)
 
             async def ask(messages: list[dict]) -> str:
