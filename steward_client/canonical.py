@@ -1,25 +1,27 @@
-"""RFC 8785 (JCS) canonical JSON for the values Steward signs.
+"""RFC 8785 (JCS) canonical JSON for the values Steward signs, with the ``rfc8785`` package.
 
-Steward's documents hold only strings, integers, booleans, null, arrays and objects — money
-and rates are integers — so canonicalisation is: object members sorted by their names' UTF-16
-code units, no insignificant white space, strings as ECMAScript ``JSON.stringify`` writes them
-(UTF-8, escaping only what must be escaped), integers in plain decimal. Floats are refused
-rather than approximated.
+Steward's documents hold only strings, integers, booleans, null, arrays and objects: money and
+rates are integers, so a float anywhere is a mistake and is refused (with its path) rather than
+approximated. The canonical form itself (member order by UTF-16 code units, ECMAScript string
+escapes, the I-JSON integer range) is the package's, a well-kept implementation of the RFC.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-MAX_SAFE_INTEGER = 2**53 - 1
+import rfc8785
 
 
 class CanonicalError(ValueError):
     pass
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def _check(value: Any, path: str) -> None:
+    """Refuse, naming the path, what JCS cannot represent exactly, and floats (Steward signs none)."""
     if isinstance(value, bool) or value is None:
         return
     if isinstance(value, str):
@@ -48,17 +50,10 @@ def _check(value: Any, path: str) -> None:
     raise CanonicalError(f"{path}: {type(value).__name__} cannot be canonicalised")
 
 
-def _encode(value: Any) -> str:
-    if isinstance(value, dict):
-        members = sorted(value.items(), key=lambda item: item[0].encode("utf-16-be"))
-        return "{" + ",".join(f"{_encode(k)}:{_encode(v)}" for k, v in members) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(item) for item in value) + "]"
-    # json.dumps with ensure_ascii=False writes strings, integers, booleans and null as JCS does.
-    return json.dumps(value, ensure_ascii=False)
-
-
 def canonical_json(value: Any) -> bytes:
     """The JCS bytes of ``value``."""
     _check(value, "$")
-    return _encode(value).encode("utf-8")
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as error:
+        raise CanonicalError(str(error)) from None
