@@ -20,7 +20,7 @@ def provider_concentration(rows: list) -> tuple[list[dict], str]:
     """Each provider's share of the routes (as primary), as rows and as a plotly pie chart."""
     counts = Counter(row.provider for row in rows)
     shares = [
-        {"provider": provider, "routes": n, "percent": round(100 * n / len(rows))}
+        {"provider": provider, "route_count": n, "percent": round(100 * n / len(rows))}
         for provider, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     ]
     chart = figure_json(
@@ -28,7 +28,7 @@ def provider_concentration(rows: list) -> tuple[list[dict], str]:
             {
                 "type": "pie",
                 "labels": [share["provider"] for share in shares],
-                "values": [share["routes"] for share in shares],
+                "values": [share["route_count"] for share in shares],
                 "hole": 0.45,
                 "sort": False,
                 "textinfo": "label+percent",

@@ -114,7 +114,7 @@ def _tier_mix(rows: list[RouteRow]) -> list[dict]:
     counts = Counter(row.tier for row in rows)
     ranks = {tier.slug: tier.rank for tier in CostTier.objects.all()}
     return [
-        {"tier": tier, "routes": n, "percent": round(100 * n / len(rows))}
+        {"tier": tier, "route_count": n, "percent": round(100 * n / len(rows))}
         for tier, n in sorted(counts.items(), key=lambda item: (ranks.get(item[0], 99), item[0]))
     ]
 
