@@ -3,7 +3,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from steward.admin import AuditedAdmin, ReadOnlyAdmin
 
-from .models import EndpointCredential, Model, ModelVersion, Provider, VersionTransition
+from .models import SIGNED_FIELDS, EndpointCredential, Model, ModelVersion, Provider, VersionTransition
 
 # What goes into a signed policy (the ref, endpoint, key variable, region, prices, tier) and what an
 # officer decided (the status) changes only through proposals and lifecycle decisions.
@@ -11,14 +11,7 @@ VERSION_FIELDS = (
     "model",
     "version",
     "ref",
-    "region",
-    "endpoint_kind",
-    "base_url",
-    "provider_model_id",
-    "api_key_env",
-    "input_price_micro_usd",
-    "output_price_micro_usd",
-    "cost_tier",
+    *SIGNED_FIELDS,
     "status",
     "status_changed_at",
     "proposed_by",

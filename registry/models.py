@@ -193,6 +193,20 @@ def known_tiers() -> list[str]:
     return list(cost_tier.objects.order_by("rank").values_list("slug", flat=True)) or list(TIERS)
 
 
+# A version's fields that go into every signed policy naming it (with its ref): only a new proposal,
+# reviewed by an officer, changes them.
+SIGNED_FIELDS = (
+    "region",
+    "endpoint_kind",
+    "base_url",
+    "provider_model_id",
+    "api_key_env",
+    "input_price_micro_usd",
+    "output_price_micro_usd",
+    "cost_tier",
+)
+
+
 class ModelVersionQuerySet(models.QuerySet):
     def with_related(self) -> ModelVersionQuerySet:
         return self.select_related("model__provider", "proposed_by")
@@ -329,21 +343,7 @@ class ModelVersion(models.Model):
                 "model_version.propose",
                 actor=by,
                 obj=version,
-                after=audit.snapshot(
-                    version,
-                    [
-                        "ref",
-                        "region",
-                        "endpoint_kind",
-                        "base_url",
-                        "provider_model_id",
-                        "api_key_env",
-                        "input_price_micro_usd",
-                        "output_price_micro_usd",
-                        "cost_tier",
-                        "status",
-                    ],
-                ),
+                after=audit.snapshot(version, ["ref", *SIGNED_FIELDS, "status"]),
                 comment=fields.get("notes", ""),
             )
             if settings.STEWARD_EVALUATE_ON_PROPOSAL:

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from steward.forms import add_model_errors
+from steward.forms import add_model_errors, refusals_on
 from steward.history import history_rows
 from steward.paging import page_size
 from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
@@ -79,17 +79,11 @@ def version_transition(request: HttpRequest, pk: int, action: str) -> HttpRespon
         messages.error(request, f"Unknown action {action!r}.")
         return redirect(version)
     form = TransitionForm(request.POST)
-    if form.is_valid():
-        try:
-            version.transition(action, request.user, form.cleaned_data["comment"])
-        except ValidationError as error:
-            for message in error.messages:
-                form.add_error(None, message)
-        except PermissionDenied as error:
-            form.add_error(None, str(error))
-        else:
-            messages.success(request, f"{version.ref} is now {version.get_status_display().lower()}.")
-            return redirect(version)
+    if form.is_valid() and refusals_on(
+        form, lambda: version.transition(action, request.user, form.cleaned_data["comment"])
+    ):
+        messages.success(request, f"{version.ref} is now {version.get_status_display().lower()}.")
+        return redirect(version)
     return render(request, "registry/version_detail.html", _detail_context(version, form), status=400)
 
 
@@ -166,15 +160,9 @@ def credential_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def credential_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     credential = get_object_or_404(EndpointCredential.objects.select_related("requested_by", "decided_by"), pk=pk)
     form = TransitionForm(request.POST)
-    if form.is_valid():
-        try:
-            credential.decide(action, request.user, form.cleaned_data["comment"])
-        except ValidationError as error:
-            for message in error.messages:
-                form.add_error(None, message)
-        except PermissionDenied as error:
-            form.add_error(None, str(error))
-        else:
-            messages.success(request, f"{credential.env_var} is now {credential.get_status_display().lower()}.")
-            return redirect(credential)
+    if form.is_valid() and refusals_on(
+        form, lambda: credential.decide(action, request.user, form.cleaned_data["comment"])
+    ):
+        messages.success(request, f"{credential.env_var} is now {credential.get_status_display().lower()}.")
+        return redirect(credential)
     return render(request, "registry/credential_detail.html", _credential_context(credential, form), status=400)

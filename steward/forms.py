@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 
 
@@ -21,3 +23,18 @@ def add_model_errors(form: forms.Form, error: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, messages)
     else:
         form.add_error(None, error.messages)
+
+
+def refusals_on(form: forms.Form, act: Callable[[], object]) -> bool:
+    """Run ``act`` (a domain action); its refusals (ValidationError, PermissionDenied) go on ``form``
+    as a whole, above its fields. True when the action went through."""
+    try:
+        act()
+    except ValidationError as error:
+        for message in error.messages:
+            form.add_error(None, message)
+    except PermissionDenied as error:
+        form.add_error(None, str(error))
+    else:
+        return True
+    return False

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from playwright.sync_api import Browser, Page, expect
 
 from portfolio.models import ChangeRequest, ChangeStatus, PolicySet
+from tests.e2e.watch import watch
 
 
 def sign_in(page: Page, base_url: str, username: str) -> None:
@@ -21,18 +22,6 @@ def sign_in(page: Page, base_url: str, username: str) -> None:
     page.get_by_label("Password").fill(f"steward-demo-{username}")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator(".who")).to_contain_text(username)
-
-
-def watch(page: Page, errors: list[str]) -> None:
-    """Collect script errors, CSP violations and failed responses (the favicon aside)."""
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None
-    )
-    page.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
 
 
 def new_page(browser: Browser, errors: list[str]) -> Page:

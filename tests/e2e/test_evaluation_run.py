@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 from demo.server import start_in_thread
 from registry.models import EvaluationRun, RunStatus
 from steward.celery import app
+from tests.e2e.watch import watch
 from tests.registry.test_evaluation_runs import demo_version, make_suite
 from tests.workers import celery_worker
 
@@ -24,18 +25,6 @@ def demo_server():
     yield server
     server.shutdown()
     server.server_close()
-
-
-def watch(page: Page, errors: list[str]) -> None:
-    """Collect script errors, CSP violations and failed responses (the favicon aside)."""
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None
-    )
-    page.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
 
 
 @pytest.mark.celery_worker

@@ -12,6 +12,7 @@ from compliance.matrix import CellState, check
 from compliance.models import Certification, CertificationHolding, DataClassification, MatrixCell
 from registry.models import Status
 from tests.e2e.test_model_approval import sign_in
+from tests.e2e.watch import watch
 from tests.factories import make_model, make_provider, make_version, make_versions
 
 
@@ -56,14 +57,7 @@ def test_officer_approves_a_cell_and_it_turns_usable_without_a_reload(
     make_versions(6, bob)
     MatrixCell.for_pair(version, pii_eu).request(bob, "EU ticket triage")
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console", lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None
-    )
-    page.on(
-        "response",
-        lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
-    )
+    watch(page, errors)
 
     sign_in(page, live_server.url, "alice")
     page.goto(f"{live_server.url}/compliance/matrix/")
