@@ -30,7 +30,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import harness  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from demo.server import start_in_thread  # noqa: E402
@@ -99,7 +99,7 @@ def signed_feed(upstream: str) -> tuple[bytes, bytes]:
                     "kind": "openai-compatible",
                     "base_url": upstream,
                     "provider_model_id": "demo-swift",
-                    "api_key_env": "STEWARD_DEMO_API_KEY",
+                    "api_key_env": "DEMO_ENDPOINT_API_KEY",
                 },
                 "prices": {"input_micro_usd_per_mtok": 100000, "output_micro_usd_per_mtok": 400000},
             }
@@ -171,16 +171,10 @@ class Feed(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_proxy(directory: Path, config: str, environment: dict) -> tuple[subprocess.Popen, int]:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(config)
-    port = free_port()
+    port = harness.free_port()
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.update(environment)
     process = subprocess.Popen(  # noqa: S603 - our own virtualenv's proxy
@@ -190,20 +184,18 @@ def start_proxy(directory: Path, config: str, environment: dict) -> tuple[subpro
         stdout=(directory / "proxy.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"proxy in {directory} exited: see {directory / 'proxy.log'}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/health/liveliness")
-            if connection.getresponse().status == 200:
-                return process, port
-        except OSError:
-            pass
-        time.sleep(0.25)
-    process.kill()
-    sys.exit(f"proxy in {directory} did not start")
+    try:
+        harness.wait_until(
+            lambda: harness.fetch(port, "/health/liveliness", {})[0] == 200,
+            process,
+            f"the LiteLLM proxy in {directory}",
+            120,
+            directory / "proxy.log",
+        )
+    except harness.BenchError:
+        process.kill()
+        raise
+    return process, port
 
 
 BODY = json.dumps(
@@ -255,17 +247,6 @@ def concurrent(port: int, count: int, threads: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -306,7 +287,7 @@ def main() -> None:
         "STEWARD_TOKEN_FILE": str(work / "token"),
         "STEWARD_TRUST_ROOT": str(work / "root.json"),
         "STEWARD_STATE_DIR": str(work / "state"),
-        "STEWARD_DEMO_API_KEY": "demo",
+        "DEMO_ENDPOINT_API_KEY": "demo",
     }
     processes = []
     try:
@@ -322,14 +303,16 @@ def main() -> None:
             result = {}
             order = (("bare", bare, bare_port), ("guard", guard, guard_port))
             for name, process, port in order if turn % 2 == 0 else order[::-1]:
-                cpu = cpu_seconds(process.pid)
+                cpu = harness.process_tree_cpu(process.pid)
                 latencies = sequential(port, args.sequential)
                 rps = concurrent(port, args.concurrent, args.threads)
                 result[name] = {
-                    "p50": percentile(latencies, 0.50) * 1000,
-                    "p99": percentile(latencies, 0.99) * 1000,
+                    "p50": harness.percentile(latencies, 0.50) * 1000,
+                    "p99": harness.percentile(latencies, 0.99) * 1000,
                     "rps": rps,
-                    "cpu_ms": (cpu_seconds(process.pid) - cpu) * 1000 / (args.sequential + args.concurrent),
+                    "cpu_ms": (harness.process_tree_cpu(process.pid) - cpu)
+                    * 1000
+                    / (args.sequential + args.concurrent),
                 }
             turns.append(result)
             print(  # noqa: T201

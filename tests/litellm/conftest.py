@@ -407,7 +407,7 @@ def start_proxy(
         "STEWARD_POLL_INTERVAL": str(POLL_SECONDS),
         "STEWARD_MAX_BACKOFF": "2",
         "STEWARD_REPORT_RETRY_MAX": "1",
-        "STEWARD_DEMO_API_KEY": "demo",
+        "DEMO_ENDPOINT_API_KEY": "demo",
         **(environment or {}),
     }
     log = directory / "proxy.log"
