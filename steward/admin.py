@@ -35,6 +35,8 @@ class AuditedAdmin(admin.ModelAdmin):
 
     governed_fields: tuple[str, ...] = ()
     deletable = False
+    # As in every form of the site: a URL typed without a scheme is https://.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         return [*super().get_readonly_fields(request, obj), *self.governed_fields]
