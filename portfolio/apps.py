@@ -7,6 +7,7 @@ class PortfolioConfig(AppConfig):
     def ready(self) -> None:
         from registry.evaluation.suites import register_suite_link
         from registry.evaluation.views import SUITE_LIST_PANELS
+        from registry.models import register_tier_source
         from registry.signals import evaluation_run_finished
 
         from .charts import task_standings_panel
@@ -15,5 +16,6 @@ class PortfolioConfig(AppConfig):
 
         evaluation_run_finished.connect(suspend_cells_on_failed_schedule, dispatch_uid="portfolio-failed-schedule")
         register_suite_link(TASK_LINK)
+        register_tier_source(self.get_model("CostTier").slugs_by_rank)
         if task_standings_panel not in SUITE_LIST_PANELS:
             SUITE_LIST_PANELS.append(task_standings_panel)

@@ -55,6 +55,11 @@ class CostTier(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @classmethod
+    def slugs_by_rank(cls) -> list[str]:
+        """The tiers' slugs, smallest first: what a model version's cost tier may be (the registry asks)."""
+        return list(cls.objects.order_by("rank").values_list("slug", flat=True))
+
 
 class Task(models.Model):
     """A kind of work the organisation routes (ticket-triage, contract-review …)."""

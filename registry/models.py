@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -185,12 +186,19 @@ ACTIONS: dict[str, str] = {
 TIERS = ("small", "medium", "large")
 
 
-def known_tiers() -> list[str]:
-    """The cost tiers a version may be in: the portfolio's tiers by rank, or the defaults before any exist."""
-    from django.apps import apps
+# Where the cost tiers come from: portfolio, which owns them, registers its own at start
+# (``register_tier_source``); until it has tiers, or without it, the defaults above.
+_tier_source: Callable[[], list[str]] = lambda: []  # noqa: E731
 
-    cost_tier = apps.get_model("portfolio", "CostTier")
-    return list(cost_tier.objects.order_by("rank").values_list("slug", flat=True)) or list(TIERS)
+
+def register_tier_source(source: Callable[[], list[str]]) -> None:
+    global _tier_source
+    _tier_source = source
+
+
+def known_tiers() -> list[str]:
+    """The cost tiers a version may be in, by rank: the portfolio's tiers, or the defaults before any exist."""
+    return _tier_source() or list(TIERS)
 
 
 # A version's fields that go into every signed policy naming it (with its ref): only a new proposal,
