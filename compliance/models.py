@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models, transaction
+from django.urls import reverse
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -225,6 +226,19 @@ class CellDecision(models.TextChoices):
     DENIED = "denied", "Denied"
 
 
+class MatrixCellQuerySet(models.QuerySet):
+    def awaiting_review_by(self, user) -> MatrixCellQuerySet:
+        """Requested cells that ``user`` (an officer) may decide: every request but their own; oldest first."""
+        if not user.has_perm(REVIEW_CELLS):
+            return self.none()
+        return (
+            self.filter(decision=CellDecision.REQUESTED)
+            .exclude(requested_by=user)
+            .select_related("model_version", "classification", "requested_by")
+            .order_by("requested_at", "pk")
+        )
+
+
 class MatrixCell(models.Model):
     """An officer's decision on one model version x data classification.
 
@@ -253,6 +267,8 @@ class MatrixCell(models.Model):
     suspension_reason = models.TextField(blank=True)
     history = HistoricalRecords()
 
+    objects = MatrixCellQuerySet.as_manager()
+
     class Meta:
         ordering = ["model_version__ref", "classification__level"]
         constraints = [
@@ -265,6 +281,9 @@ class MatrixCell(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version.ref} x {self.classification.slug}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("compliance:cell", args=[self.model_version_id, self.classification.slug])
 
     @property
     def is_suspended(self) -> bool:

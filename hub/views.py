@@ -9,22 +9,16 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.http import require_GET
 
 from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
+from hub import inbox
 from hub.charts import versions_by_provider_chart
 from portfolio.feed import stale_router_count
-from portfolio.models import PUBLISH_CHANGES, ChangeRequest, ChangeStatus
+from portfolio.models import ChangeRequest
 from portfolio.signing import expiring_releases
-from registry.models import (
-    REVIEW_CREDENTIALS,
-    CredentialStatus,
-    EndpointCredential,
-    EvaluationRun,
-    ModelVersion,
-    Status,
-    VersionTransition,
-)
+from registry.models import EvaluationRun, ModelVersion, Status, VersionTransition
 from steward.roles import REVIEW_VERSIONS
 
 VIOLATION_PANEL_DAYS = 7
@@ -48,6 +42,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if request.user.has_perm(REVIEW_VERSIONS):
         pending = list(ModelVersion.objects.with_related().awaiting_review_by(request.user).order_by("proposed_at"))
     pending_changes = list(ChangeRequest.objects.awaiting_review_by(request.user))
+    pending_cells = list(inbox.cells_awaiting(request.user))
     recent = VersionTransition.objects.select_related("version", "actor").order_by("-at", "-pk")[:12]
     context = {
         "alerts": open_alerts() if request.user.has_perm("compliance.view_compliancealert") else [],
@@ -55,7 +50,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "total_versions": sum(by_status.values()),
         "pending": pending,
         "pending_changes": pending_changes,
-        "awaiting_count": len(pending) + len(pending_changes),
+        "pending_cells": pending_cells,
+        "awaiting_count": len(pending) + len(pending_changes) + len(pending_cells),
         "recent": recent,
         "chart": versions_by_provider_chart(),
         "violations": recent_violations(request.user),
@@ -80,27 +76,24 @@ def recent_evaluation_runs(user) -> list[EvaluationRun]:
 
 @permission_required(REVIEW_VERSIONS, raise_exception=True)
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    """What awaits the signed-in officer: model versions and routing change requests. Their own
-    proposals are listed apart, for another officer; approved change requests wait for a publisher."""
-    proposed = ModelVersion.objects.with_related().filter(status=Status.PROPOSED).order_by("proposed_at")
-    mine = [v for v in proposed if v.proposed_by_id == request.user.pk]
-    others = [v for v in proposed if v.proposed_by_id != request.user.pk]
-    ready = []
-    if request.user.has_perm(PUBLISH_CHANGES):
-        ready = ChangeRequest.objects.filter(status=ChangeStatus.APPROVED).select_related("policy_set", "author")
-    credentials = []
-    if request.user.has_perm(REVIEW_CREDENTIALS):
-        credentials = (
-            EndpointCredential.objects.filter(status=CredentialStatus.REQUESTED)
-            .exclude(requested_by=request.user)
-            .select_related("requested_by")
-            .order_by("requested_at")
-        )
+    """What awaits the signed-in officer: model versions, matrix cells, routing change requests and
+    endpoint credentials, filtered by kind and text. Their own proposals are listed apart, for another
+    officer; approved change requests wait for a publisher."""
+    kinds = [kind for kind in request.GET.getlist("kind") if kind in inbox.KINDS]
+    found = inbox.inbox_for(request.user, kinds, request.GET.get("q", ""))
     context = {
-        "pending": others,
-        "pending_credentials": credentials,
-        "own": mine,
-        "pending_changes": ChangeRequest.objects.awaiting_review_by(request.user),
-        "ready_to_publish": ready,
+        "inbox": found,
+        "kinds": inbox.KINDS,
+        "own": inbox.own_proposals(request.user),
+        "filtered": bool(kinds or found.q),
     }
+    if request.htmx and request.htmx.target == "inbox-results":
+        return render(request, "_inbox_results.html", context)
     return render(request, "approvals.html", context)
+
+
+@require_GET
+def inbox_badge(request: HttpRequest) -> HttpResponse:
+    """The nav badge: how many things await the signed-in person (loaded by htmx after the page, so
+    that no page pays for it)."""
+    return render(request, "_inbox_badge.html", {"awaiting": inbox.awaiting_count(request.user)})

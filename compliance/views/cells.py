@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
@@ -158,13 +159,22 @@ def _act(request: HttpRequest, version_pk: int, classification_slug: str, action
             done = f"{ACTION_DONE[action]} by {request.user.get_username()}."
             if not request.htmx:
                 messages.success(request, f"{version.ref} x {classification.slug}: {done}")
-                return redirect("compliance:cell", version.pk, classification.slug)
+                cell_page = reverse("compliance:cell", args=[version.pk, classification.slug])
+                return redirect(_next_page(request) or cell_page)
             context = _panel_context(request, version, classification, done=done)
             return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
     context = _panel_context(request, version, classification, bound=(action, form))
     if request.htmx:
         return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
     return render(request, "compliance/cell.html", context, status=status)
+
+
+def _next_page(request: HttpRequest) -> str | None:
+    """Where a form posted from elsewhere (the approvals inbox) asks to return: a path on this site only."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return None
 
 
 def _oob_cell(context: dict) -> SafeString:

@@ -73,6 +73,19 @@ def _cell_url_prefix() -> str:
     return reverse("compliance:cell", args=[0, "x"]).removesuffix("0/x/")
 
 
+def _state_filter(request: HttpRequest) -> str:
+    """The cell state asked for (``?state=awaiting``), or "" for every row; an unknown state is ignored."""
+    state = request.GET.get("state", "")
+    return state if state in CellState.LABELS else ""
+
+
+def _with_state(rows: list, state: str) -> list:
+    """The rows (versions) that have at least one cell in ``state``; all rows when no state is asked for."""
+    if not state:
+        return rows
+    return [(version, cells) for version, cells in rows if any(v.state == state for _, v in cells)]
+
+
 @permission_required(VIEW_MATRIX, raise_exception=True)
 def matrix_page(request: HttpRequest) -> HttpResponse:
     """Model versions (filtered like the registry, paged) x classifications, with a coverage chart.
@@ -83,7 +96,8 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
     filterset, versions = _filtered_versions(request)
     classifications = list(DataClassification.objects.all())
     matrix = Matrix(versions, classifications)
-    rows = matrix.rows()
+    state = _state_filter(request)
+    rows = _with_state(matrix.rows(), state)
     page = Paginator(rows, page_size(request, MATRIX_PAGE_SIZE)).get_page(request.GET.get("page"))
     table = [
         (version, mark_safe("".join(cell_html(version, classification, verdict) for classification, verdict in cells)))
@@ -103,6 +117,7 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
         "csv_url": reverse("compliance:matrix-csv") + (f"?{export}" if export else ""),
         "per_page": request.GET.get("per_page", ""),
         "states": CellState.LABELS.items(),
+        "state": state,
     }
     if request.htmx and request.htmx.target == "matrix-results":
         return render(request, "compliance/_matrix_results.html", context)
@@ -118,6 +133,7 @@ def matrix_csv(request: HttpRequest) -> HttpResponse:
         return HttpResponse(f"Bad filter: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
     classifications = list(DataClassification.objects.all())
     matrix = Matrix(versions, classifications)
+    state = _state_filter(request)
     writer = csv.writer(Echo())
 
     def lines() -> Iterator[str]:
@@ -125,10 +141,9 @@ def matrix_csv(request: HttpRequest) -> HttpResponse:
         for classification in classifications:
             header += [classification.slug, f"{classification.slug} reasons"]
         yield writer.writerow(header)
-        for version in matrix.versions:
+        for version, cells in _with_state(matrix.rows(), state):
             row = [version.ref, version.model.provider.name, version.cost_tier, version.status, version.region]
-            for classification in classifications:
-                verdict = matrix.verdict(version, classification)
+            for _classification, verdict in cells:
                 row += [verdict.label, "; ".join(verdict.reasons)]
             yield writer.writerow([spreadsheet_safe(str(value)) for value in row])
 
