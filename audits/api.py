@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -26,6 +26,102 @@ from .decisions import MAX_BATCH, MAX_BODY_BYTES, ForeignPolicySet, ingest
 from .models import AuditCheckpoint, AuditKey, DecisionRecord
 
 CHECKPOINT_PAGE = 1000
+
+
+# What the views below answer, for the schema (nothing is read or written through these).
+
+
+class AuditKeyOut(serializers.Serializer):
+    keyid = serializers.CharField(help_text="Hex SHA-256 of the raw 32-byte public key.")
+    keytype = serializers.ChoiceField(choices=["ed25519"])
+    public_key = serializers.CharField()
+
+
+class CheckpointOut(serializers.Serializer):
+    number = serializers.IntegerField(min_value=1)
+    count = serializers.IntegerField(help_text="Events in the chain: the seq of its newest event.")
+    head = serializers.CharField(help_text="The hash of event #count.")
+    time = serializers.DateTimeField()
+    reason = serializers.CharField(allow_blank=True)
+    keyid = serializers.CharField()
+    statement = serializers.CharField(help_text="The exact signed bytes, as text.")
+    signature = serializers.CharField(help_text="Base64 Ed25519 signature over DSSE's PAE of the statement.")
+    envelope = serializers.DictField(help_text="The DSSE envelope as the checkpoint log holds it.")
+
+
+class CheckpointsOut(serializers.Serializer):
+    payload_type = serializers.CharField()
+    keys = AuditKeyOut(many=True)
+    checkpoints = CheckpointOut(many=True)
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last.")
+
+
+class ChainDecisionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    request_id = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    policy_set = serializers.CharField()
+    policy_version = serializers.IntegerField()
+    task = serializers.CharField()
+    classification = serializers.CharField()
+    model = serializers.CharField()
+
+
+class ChainModelVersionOut(serializers.Serializer):
+    ref = serializers.CharField()
+    status = serializers.CharField()
+    approved_by = serializers.CharField(allow_null=True)
+    approved_at = serializers.DateTimeField(allow_null=True)
+    approval_comment = serializers.CharField(allow_null=True, allow_blank=True)
+    priced_micro_usd = serializers.IntegerField(help_text="The decision's tokens at the version's prices.")
+
+
+class ChainPolicyVersionOut(serializers.Serializer):
+    policy_set = serializers.CharField()
+    number = serializers.IntegerField()
+    provenance = serializers.CharField()
+    published_at = serializers.DateTimeField()
+    source_version = serializers.IntegerField(allow_null=True, help_text="The version a re-signing copied.")
+    expires = serializers.DateTimeField(allow_null=True)
+    expired_at_decision = serializers.BooleanField()
+
+
+class ChainApproverOut(serializers.Serializer):
+    reviewer = serializers.CharField()
+    at = serializers.DateTimeField()
+    comment = serializers.CharField(allow_blank=True)
+
+
+class ChainChangeRequestOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    author = serializers.CharField()
+    approvers = ChainApproverOut(many=True)
+
+
+class ChainComplianceOut(serializers.Serializer):
+    usable = serializers.BooleanField()
+    state = serializers.CharField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    cell_decision_then = serializers.CharField(allow_null=True)
+    cell_decision_now = serializers.CharField(allow_null=True)
+    cell_changed_since = serializers.BooleanField()
+
+
+class ChainViolationOut(serializers.Serializer):
+    kind = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class ChainOut(serializers.Serializer):
+    decision = ChainDecisionOut()
+    model_version = ChainModelVersionOut(allow_null=True, help_text="Null when the model is not in the registry.")
+    policy_version = ChainPolicyVersionOut(allow_null=True, help_text="Null when the version was never published.")
+    change_request = ChainChangeRequestOut(allow_null=True)
+    route = serializers.DictField(allow_null=True, help_text="The route as the policy spells it.")
+    place = serializers.CharField(allow_blank=True, help_text="The model's place in the route.")
+    compliance = ChainComplianceOut(allow_null=True)
+    violations = ChainViolationOut(many=True)
 
 
 @csrf_exempt
@@ -64,7 +160,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
 
 @extend_schema(
     parameters=[OpenApiParameter("after", int, description="Only checkpoints numbered above this one.")],
-    responses=OpenApiTypes.OBJECT,
+    responses=CheckpointsOut,
 )
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
@@ -123,7 +219,7 @@ def checkpoints(request) -> Response:
     )
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
+@extend_schema(responses=ChainOut)
 @api_view(["GET"])
 @permission_classes([requires("audits.view_decisionrecord", "You do not have permission to read decision records.")])
 def decision_chain(request, pk: int) -> Response:

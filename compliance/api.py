@@ -19,10 +19,11 @@ from registry.filters import ModelVersionFilter
 from registry.models import ModelVersion, Provider
 from steward.api import requires
 
-from .matrix import Matrix, Verdict, check
+from .matrix import CellState, Matrix, Verdict, check
 from .models import (
     REQUEST_CELLS,
     REVIEW_CELLS,
+    CellDecision,
     Certification,
     CertificationHolding,
     DataClassification,
@@ -111,6 +112,28 @@ def verdict_json(version: ModelVersion, classification: DataClassification, verd
     }
 
 
+STATES = list(CellState.LABELS)
+
+
+class VerdictOut(serializers.Serializer):
+    """What ``verdict_json`` answers: one model version x classification and its verdict."""
+
+    model = serializers.CharField(help_text="provider/model@version")
+    classification = serializers.CharField(help_text="The data classification's slug.")
+    usable = serializers.BooleanField(help_text="Eligible, approved, not expired and not suspended.")
+    state = serializers.ChoiceField(choices=STATES)
+    eligible = serializers.BooleanField(help_text="Certifications valid and region allowed.")
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="Why it is not usable.")
+    cell_id = serializers.IntegerField(allow_null=True, help_text="The cell's id; null when nobody asked yet.")
+    decision = serializers.ChoiceField(choices=CellDecision.choices, allow_null=True)
+    decided_by = serializers.CharField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    justification = serializers.CharField(allow_blank=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    suspended = serializers.BooleanField()
+    requested_by = serializers.CharField(allow_null=True)
+
+
 CanReviewCells = requires(REVIEW_CELLS, "Only governance officers can approve, deny, suspend or resume matrix cells.")
 
 
@@ -189,7 +212,7 @@ class MatrixCellViewSet(viewsets.GenericViewSet):
             OpenApiParameter("classification", str, description="Only this classification's column."),
             OpenApiParameter("at", OpenApiTypes.DATETIME, description="RFC 3339 time; default now."),
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses=VerdictOut(many=True),
     )
     def list(self, request):
         at = parse_at(request.query_params.get("at"))
@@ -214,13 +237,13 @@ class MatrixCellViewSet(viewsets.GenericViewSet):
         verdict = check(version, classification)
         return Response(verdict_json(version, classification, verdict), status=status.HTTP_200_OK)
 
-    @extend_schema(request=RequestInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RequestInput, responses=VerdictOut)
     @action(detail=False, methods=["post"], url_path="request")
     def request_cell(self, request):
         """Ask for a model version to be allowed to process a classification (engineers)."""
         return self._act(request, RequestInput, lambda cell, d: cell.request(request.user, d["note"]))
 
-    @extend_schema(request=DecisionInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=DecisionInput, responses=VerdictOut)
     @action(detail=False, methods=["post"])
     def approve(self, request):
         """Approve a cell (officers; a justification is required; refused when ineligible)."""
@@ -228,19 +251,19 @@ class MatrixCellViewSet(viewsets.GenericViewSet):
             request, DecisionInput, lambda cell, d: cell.approve(request.user, d["justification"], d["expires_at"])
         )
 
-    @extend_schema(request=DecisionInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=DecisionInput, responses=VerdictOut)
     @action(detail=False, methods=["post"])
     def deny(self, request):
         """Deny a cell (officers; a justification is required)."""
         return self._act(request, DecisionInput, lambda cell, d: cell.deny(request.user, d["justification"]))
 
-    @extend_schema(request=SuspensionInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=SuspensionInput, responses=VerdictOut)
     @action(detail=False, methods=["post"])
     def suspend(self, request):
         """Suspend an approved cell (officers; a reason is required)."""
         return self._act(request, SuspensionInput, lambda cell, d: cell.suspend(request.user, d["reason"]))
 
-    @extend_schema(request=SuspensionInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=SuspensionInput, responses=VerdictOut)
     @action(detail=False, methods=["post"])
     def resume(self, request):
         """Resume a suspended cell (officers; a reason is required)."""
@@ -263,7 +286,11 @@ def parse_at(value: str | None) -> dt.datetime:
 
 check_response = inline_serializer(
     "ComplianceCheck",
-    fields={"usable": serializers.BooleanField(), "reasons": serializers.ListField(child=serializers.CharField())},
+    fields={
+        "usable": serializers.BooleanField(),
+        "reasons": serializers.ListField(child=serializers.CharField()),
+        "state": serializers.ChoiceField(choices=STATES),
+    },
 )
 
 

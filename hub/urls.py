@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from audits import api as audits_api
@@ -14,6 +14,7 @@ from portfolio import feed
 from portfolio.views import recommendations
 from registry import api as registry_api
 from steward import views as steward_views
+from steward.api import ApiDocsView
 
 from . import views
 
@@ -80,7 +81,7 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # DRF exempts its views from LoginRequiredMiddleware; the docs are a page, so send people to sign in.
-    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
+    path("api/docs/", login_required(ApiDocsView.as_view(url_name="schema")), name="api-docs"),
 ]
 
 handler403 = "steward.views.permission_denied"

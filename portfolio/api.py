@@ -11,7 +11,7 @@ import json
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import IsAuthenticated
@@ -25,6 +25,7 @@ from .models import (
     PROPOSE_CHANGES,
     PUBLISH_CHANGES,
     ChangeRequest,
+    ChangeStatus,
     CostTier,
     PolicySet,
     PolicyVersion,
@@ -140,6 +141,54 @@ class WithdrawInput(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class PolicyErrorOut(serializers.Serializer):
+    path = serializers.CharField(allow_blank=True, help_text="Where in the YAML, e.g. routes[0].model.")
+    message = serializers.CharField()
+
+
+class ValidationOut(serializers.Serializer):
+    valid = serializers.BooleanField()
+    errors = PolicyErrorOut(many=True)
+
+
+class ReviewOut(serializers.Serializer):
+    reviewer = serializers.CharField()
+    decision = serializers.ChoiceField(choices=ReviewDecision.choices)
+    comment = serializers.CharField(allow_blank=True)
+    revision = serializers.IntegerField(allow_null=True)
+    dismissed = serializers.BooleanField(help_text="A later revision dismissed this approval.")
+    at = serializers.DateTimeField()
+
+
+class ChangeRequestSummary(serializers.Serializer):
+    """What ``change_request_json(detail=False)`` answers (the list)."""
+
+    id = serializers.IntegerField()
+    policy_set = serializers.CharField()
+    title = serializers.CharField()
+    rationale = serializers.CharField(allow_blank=True)
+    author = serializers.CharField()
+    status = serializers.ChoiceField(choices=ChangeStatus.choices)
+    base_version = serializers.IntegerField(allow_null=True)
+    revision = serializers.IntegerField(allow_null=True, help_text="The latest revision's number.")
+    valid = serializers.BooleanField(help_text="The latest revision passed validation.")
+    errors = PolicyErrorOut(many=True)
+    approvals = serializers.ListField(child=serializers.CharField(), help_text="Officers whose approval stands.")
+    required_approvals = serializers.IntegerField()
+    published_version = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ChangeRequestOut(ChangeRequestSummary):
+    """What ``change_request_json`` answers for one change request."""
+
+    policy = serializers.CharField(allow_blank=True, help_text="The latest revision's YAML.")
+    reviews = ReviewOut(many=True)
+    route_changes = serializers.ListField(child=serializers.CharField(), help_text="Routes added, changed, removed.")
+    diff = serializers.ListField(child=serializers.CharField(), help_text="Unified diff of the YAML, line by line.")
+
+
 def change_request_json(change_request: ChangeRequest, detail: bool = True) -> dict:
     latest = change_request.latest_revision()
     body = {
@@ -219,8 +268,9 @@ class PolicySetViewSet(viewsets.ReadOnlyModelViewSet):
             return [IsAuthenticated(), CanReadPolicySets()]
         return super().get_permissions()
 
+    # Every version at once, newest first: a bare list, not a page.
     @extend_schema(responses=PolicyVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, slug=None):
         policy_set = self.get_object()
         versions = policy_set.versions.select_related("policy_set", "author", "published_by").order_by("-number")
@@ -228,7 +278,7 @@ class PolicySetViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=inline_serializer("ValidatePolicy", fields={"policy": PolicyField()}),
-        responses=OpenApiTypes.OBJECT,
+        responses=ValidationOut,
     )
     @action(detail=True, methods=["post"])
     def validate(self, request, slug=None):
@@ -252,7 +302,12 @@ def _version_for(slug: str, number: str | None) -> PolicyVersion:
     return get_object_or_404(PolicyVersion, policy_set=policy_set, number=int(number))
 
 
-@extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT})
+@extend_schema(
+    parameters=[
+        OpenApiParameter("fmt", str, OpenApiParameter.PATH, enum=["yaml", "json"], description="The format."),
+    ],
+    responses={(200, "application/yaml"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT},
+)
 @api_view(["GET"])
 @permission_classes([IsAuthenticated])
 def policy_version_export(request, slug: str, fmt: str, number: str | None = None):
@@ -287,6 +342,13 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
             return [IsAuthenticated()]
         return super().get_permissions()
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, description=f"Only this state: {', '.join(ChangeStatus.values)}."),
+            OpenApiParameter("policy_set", str, description="Only this policy set (its slug)."),
+        ],
+        responses=ChangeRequestSummary(many=True),
+    )
     def list(self, request):
         queryset = self.get_queryset()
         if state := request.query_params.get("status"):
@@ -296,10 +358,11 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(queryset.prefetch_related("revisions"))
         return self.get_paginated_response([change_request_json(cr, detail=False) for cr in page])
 
+    @extend_schema(responses=ChangeRequestOut)
     def retrieve(self, request, pk=None):
         return Response(change_request_json(self.get_object()))
 
-    @extend_schema(request=ChangeRequestCreate, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ChangeRequestCreate, responses={201: ChangeRequestOut})
     def create(self, request):
         data = ChangeRequestCreate(data=request.data)
         data.is_valid(raise_exception=True)
@@ -315,7 +378,7 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         )
         return Response(change_request_json(change_request), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=RevisionCreate, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RevisionCreate, responses={201: ChangeRequestOut})
     @action(detail=True, methods=["post"])
     def revisions(self, request, pk=None):
         """Add a revision (the author): earlier approvals are dismissed."""
@@ -327,14 +390,14 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         change_request.add_revision(request.user, data.validated_data["policy"])
         return Response(change_request_json(change_request), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=ChangeRequestOut)
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
         change_request = self.get_object()
         change_request.submit(request.user)
         return Response(change_request_json(change_request))
 
-    @extend_schema(request=ReviewCreate, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ReviewCreate, responses={201: ChangeRequestOut})
     @action(detail=True, methods=["post"])
     def reviews(self, request, pk=None):
         """Approve, reject (with a comment) or comment. The author never approves."""
@@ -345,7 +408,7 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         change_request.refresh_from_db()
         return Response(change_request_json(change_request), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=WithdrawInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=WithdrawInput, responses=ChangeRequestOut)
     @action(detail=True, methods=["post"])
     def withdraw(self, request, pk=None):
         change_request = self.get_object()
@@ -354,7 +417,7 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         change_request.withdraw(request.user, data.validated_data["comment"])
         return Response(change_request_json(change_request))
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=ChangeRequestOut)
     @action(detail=True, methods=["post"])
     def rebase(self, request, pk=None):
         """Move the change onto the current version as a new revision (approvals are dismissed)."""
@@ -363,7 +426,7 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         change_request.refresh_from_db()
         return Response(change_request_json(change_request))
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=ChangeRequestOut)
     @action(detail=True, methods=["post"])
     def publish(self, request, pk=None):
         """Publish as the set's next version (officers). 409 when the base is no longer current."""

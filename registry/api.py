@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -26,6 +26,7 @@ from .models import (
     Model,
     ModelVersion,
     Provider,
+    RunStatus,
     RunTrigger,
     SuiteCategory,
     VersionTransition,
@@ -297,6 +298,33 @@ def run_json(run: EvaluationRun) -> dict:
     }
 
 
+class EvaluationRunOut(serializers.Serializer):
+    """What ``run_json`` answers: the schema's description of a run (nothing is read through it)."""
+
+    id = serializers.IntegerField()
+    suite = serializers.CharField(help_text="The suite's slug.")
+    category = serializers.ChoiceField(choices=SuiteCategory.choices)
+    model_version = serializers.CharField(help_text="provider/model@version")
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    trigger = serializers.ChoiceField(choices=RunTrigger.choices)
+    total = serializers.IntegerField(help_text="Cases in the run.")
+    done = serializers.IntegerField(help_text="Cases answered so far.")
+    errors = serializers.IntegerField(help_text="Cases whose endpoint call failed.")
+    percent = serializers.IntegerField(min_value=0, max_value=100)
+    eta_seconds = serializers.IntegerField(allow_null=True, help_text="Seconds left at the pace so far.")
+    score_bp = serializers.IntegerField(allow_null=True, help_text="Basis points (10,000 = every case passed).")
+    pass_threshold_bp = serializers.IntegerField()
+    passed = serializers.BooleanField(allow_null=True)
+    latency_p50_ms = serializers.IntegerField(allow_null=True)
+    latency_p95_ms = serializers.IntegerField(allow_null=True)
+    cost_micro_usd = serializers.IntegerField()
+    cost_per_1k_micro_usd = serializers.IntegerField(allow_null=True, help_text="Cost of 1,000 typical requests.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    detail = serializers.CharField(allow_blank=True)
+
+
 class RunCreate(serializers.Serializer):
     suite = serializers.SlugRelatedField(slug_field="slug", queryset=EvaluationSuite.objects.all())
     model_version = serializers.SlugRelatedField(
@@ -317,6 +345,14 @@ class EvaluationRunViewSet(viewsets.GenericViewSet):
             return [CanRunEvaluations()]
         return super().get_permissions()
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("suite", str, description="Only runs of this suite (its slug)."),
+            OpenApiParameter("model_version", str, description="Only runs of this version (provider/model@version)."),
+            OpenApiParameter("status", str, description=f"Only runs in this state: {', '.join(RunStatus.values)}."),
+        ],
+        responses=EvaluationRunOut(many=True),
+    )
     def list(self, request):
         queryset = self.get_queryset()
         for param, field in (("suite", "suite__slug"), ("model_version", "model_version__ref"), ("status", "status")):
@@ -325,10 +361,11 @@ class EvaluationRunViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response([run_json(run) for run in page])
 
+    @extend_schema(responses=EvaluationRunOut)
     def retrieve(self, request, pk=None):
         return Response(run_json(self.get_object()))
 
-    @extend_schema(request=RunCreate, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RunCreate, responses={201: EvaluationRunOut})
     def create(self, request):
         data = RunCreate(data=request.data)
         data.is_valid(raise_exception=True)
@@ -337,7 +374,7 @@ class EvaluationRunViewSet(viewsets.GenericViewSet):
         )
         return Response(run_json(run), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=EvaluationRunOut)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = self.get_object()
@@ -347,7 +384,9 @@ class EvaluationRunViewSet(viewsets.GenericViewSet):
 
 class SuiteSerializer(serializers.ModelSerializer):
     task = serializers.SerializerMethodField(help_text="The task the suite guards (portfolio's), or null.")
-    judge = serializers.SlugRelatedField(slug_field="ref", read_only=True)
+    judge = serializers.SlugRelatedField(
+        slug_field="ref", read_only=True, allow_null=True, help_text="The judge model's ref, or null."
+    )
     cases = serializers.IntegerField(source="cases.count", read_only=True)
 
     class Meta:
@@ -370,7 +409,7 @@ class SuiteSerializer(serializers.ModelSerializer):
             "cases",
         ]
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_task(self, suite: EvaluationSuite) -> str | None:
         links = self.context.get("links")
         values = links.get(suite.pk) if links is not None else linked_values([suite])[suite.pk]
@@ -383,6 +422,14 @@ class SuiteImport(serializers.Serializer):
     name = serializers.CharField(required=False, default="")
     slug = serializers.CharField(required=False, default="")
     category = serializers.ChoiceField(choices=SuiteCategory.values, default=SuiteCategory.ACCURACY)
+
+
+class SuiteImported(SuiteSerializer):
+    cases_created = serializers.IntegerField(read_only=True)
+    cases_updated = serializers.IntegerField(read_only=True)
+
+    class Meta(SuiteSerializer.Meta):
+        fields = [*SuiteSerializer.Meta.fields, "cases_created", "cases_updated"]
 
 
 class EvaluationSuiteViewSet(viewsets.ReadOnlyModelViewSet):
@@ -402,7 +449,7 @@ class EvaluationSuiteViewSet(viewsets.ReadOnlyModelViewSet):
             return [IsAuthenticated()]  # import_suite checks the role
         return super().get_permissions()
 
-    @extend_schema(request=SuiteImport, responses=SuiteSerializer)
+    @extend_schema(request=SuiteImport, responses={201: SuiteImported})
     @action(detail=False, methods=["post"], url_path="import")
     def import_yaml(self, request):
         data = SuiteImport(data=request.data)

@@ -306,6 +306,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Requests and responses are described apart (read-only and write-only fields differ).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The router protocol (plain Django views) and the error answers of every operation.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "hub.schema.complete_schema"],
+    # One name per set of choices where several fields share it.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelVersionStatusEnum": "registry.models.Status",
+        "RunStatusEnum": "registry.models.RunStatus",
+        "SuiteCategoryEnum": "registry.models.SuiteCategory",
+        "ChangeRequestStatusEnum": "portfolio.models.ChangeStatus",
+        "ReviewDecisionEnum": "portfolio.models.ReviewDecision",
+        "CellDecisionEnum": "compliance.models.CellDecision",
+    },
 }
 
 # The key-encryption key for private signing keys and the audit key (a Fernet key). Set STEWARD_KEK
