@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # The test suite runs against the real services of this machine.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/steward
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/5
+# Two test processes (pytest-xdist), each with a test database and Redis databases of its own
+# (tests/parallel.py): Redis databases 5 and 6.
+PYTEST_ARGS ?= -p tests.parallel -n 2 --dist loadfile
 
 # The LiteLLM proxy (for the gateway plugin's tests and bench) pins many packages of its own: it
 # gets a virtualenv of its own, with the plugin installed as a router author installs it.

@@ -73,12 +73,20 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 def _persisted_secret(filename: str, make=lambda: secrets.token_urlsafe(50)) -> str:
     """A random secret kept under var/ so that restarts keep sessions valid on the demo set-up."""
     path = VAR_DIR / filename
-    if path.exists():
-        return path.read_text().strip()
-    value = make()
-    path.write_text(value)
-    path.chmod(0o600)
-    return value
+    if not path.exists():
+        # Several processes may start at once (the test workers, web and worker of `make run`): each
+        # writes a draft of its own and links it into place; the first link wins and every process
+        # reads the one that won.
+        draft = VAR_DIR / f".{filename}.{os.getpid()}"
+        draft.write_text(make())
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 SECRET_KEY = env_str("STEWARD_SECRET_KEY") or _persisted_secret("secret_key")

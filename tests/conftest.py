@@ -46,6 +46,41 @@ def _flush_past_the_audit_triggers() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _an_empty_audit_trail_for_each_test(request) -> None:
+    """A test in a transaction starts with an empty audit trail, whatever ran before it in this process.
+
+    The test database may hold events no test made: the migrations' own (the certification
+    catalogue is recorded as it is created), until a transactional test's flush empties it; and with
+    several processes (``-n 2``) a plain test may follow a transactional one whose servers and
+    workers were still recording after its flush. They are cleared inside the test's own
+    transaction, so they come back when it rolls back and nothing outside the test changes."""
+    marker = request.node.get_closest_marker("django_db")
+    names = request.fixturenames
+    if marker is None and "db" not in names:
+        return
+    if (marker is not None and marker.kwargs.get("transaction")) or {"transactional_db", "live_server"} & set(names):
+        return
+    request.getfixturevalue("db")
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+
+    from audits.events import GENESIS
+    from audits.models import AuditEvent
+
+    if not AuditEvent.objects.exists():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(REPLICA)
+        cursor.execute("DELETE FROM audits_auditverification")
+        cursor.execute("DELETE FROM audits_auditcheckpoint")
+        cursor.execute("DELETE FROM audits_auditevent")
+        cursor.execute("UPDATE audits_auditchainhead SET last_seq = 0, last_hash = %s", [GENESIS])
+        cursor.execute("SET LOCAL session_replication_role = origin")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_checkpoint_log(tmp_path_factory) -> Iterator[None]:
     """Checkpoints made by module- and package-scoped fixtures (seed_demo) go to a directory of the
