@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from compliance.matrix import check
-from compliance.models import DataClassification, MatrixCell
+from compliance.models import MatrixCell
 from portfolio.models import PolicyVersion, ReviewDecision
 from portfolio.policy import Route
-from registry.models import ModelVersion
 
+from .judging import PolicyBook
 from .models import DecisionRecord
 
 PLACES = {"primary": "the route's primary model", "escalation": "the route's escalation target"}
@@ -37,11 +36,15 @@ def route_and_place(policy: PolicyVersion | None, decision: DecisionRecord) -> t
 def decision_chain(decision: DecisionRecord) -> dict:
     """Everything that stands behind one decision: the model version and its approval, the policy
     version with its change request and approvers, the matrix cell's approval then and now, the
-    compliance verdict at the decision's time, and the violations found."""
-    version = ModelVersion.objects.with_related().filter(ref=decision.model).first()
+    compliance verdict at the decision's moment, and the violations found.
+
+    What was in force at the decision's moment comes from ``PolicyBook.in_force``, the function
+    whose violations ingest stored: the page and the violations agree by construction."""
+    judged = PolicyBook.for_decision(decision).in_force(decision)
+    version = judged.model
     approvals = list(version.transitions.filter(action="approve").select_related("actor")) if version else []
     # A version re-approved after a restriction has several; the one in force is the last before the decision.
-    approval = next((t for t in reversed(approvals) if t.at <= decision.occurred_at), None)
+    approval = next((t for t in reversed(approvals) if t.at <= judged.moment), None)
     policy = (
         PolicyVersion.objects.select_related(
             "policy_set",
@@ -51,8 +54,10 @@ def decision_chain(decision: DecisionRecord) -> dict:
             "change_request__author",
             "source_version__change_request__author",
         )
-        .filter(policy_set__slug=decision.policy_set, number=decision.policy_version)
+        .filter(pk=judged.policy.pk)
         .first()
+        if judged.policy
+        else None
     )
     # A re-signed version repeats another's routes; the approvals are that version's.
     origin = policy.source_version if policy and policy.source_version_id else policy
@@ -63,31 +68,39 @@ def decision_chain(decision: DecisionRecord) -> dict:
         else []
     )
     route, place = route_and_place(policy, decision)
-    classification = DataClassification.objects.filter(slug=decision.classification).first()
-    verdict = cell = cell_then = None
+    classification, verdict = judged.classification, judged.verdict
+    cell_then = verdict.cell if verdict else None
+    cell = None
     cell_changed = False
     if version is not None and classification is not None:
-        verdict = check(version, classification, decision.occurred_at)
         cell = (
             MatrixCell.objects.select_related("decided_by", "suspended_by")
             .filter(model_version=version, classification=classification)
             .first()
         )
         if cell is not None:
-            history = cell.history.order_by("-history_date", "-history_id")
-            then = history.filter(history_date__lte=decision.occurred_at)
-            cell_then = then.select_related("decided_by", "history_user").first()
-            latest = history.values_list("history_id", flat=True).first()
-            cell_changed = cell_then is not None and cell_then.history_id != latest
+            now = (cell.decision, cell.decided_at, cell.expires_at, cell.suspended_at)
+            then = (
+                (cell_then.decision, cell_then.decided_at, cell_then.expires_at, cell_then.suspended_at)
+                if cell_then
+                else None
+            )
+            cell_changed = then is not None and then != now
     release = getattr(policy, "release", None) if policy else None
     return {
+        "judged": judged,
+        "moment": judged.moment,
+        "status_then": judged.status,
         "version": version,
         "approvals": approvals,
         "approval": approval,
         "policy": policy,
         "origin": origin,
         "release": release,
-        "expired_at_decision": bool(release and release.expires < decision.occurred_at),
+        "published_at_decision": judged.published,
+        "expired_at_decision": judged.expired,
+        "superseded_by": judged.superseded_by,
+        "superseded_at": judged.superseded_at,
         "change_request": change_request,
         "reviews": reviews,
         "route": route,
@@ -119,6 +132,7 @@ def chain_json(decision: DecisionRecord, chain: dict | None = None) -> dict:
             "id": decision.pk,
             "request_id": decision.request_id,
             "occurred_at": _when(decision.occurred_at),
+            "judged_at": _when(chain["moment"]),
             "policy_set": decision.policy_set,
             "policy_version": decision.policy_version,
             "task": decision.task,
@@ -128,6 +142,7 @@ def chain_json(decision: DecisionRecord, chain: dict | None = None) -> dict:
         "model_version": {
             "ref": version.ref,
             "status": version.status,
+            "status_at_decision": chain["status_then"],
             "approved_by": approval.actor.get_username() if approval else None,
             "approved_at": _when(approval.at) if approval else None,
             "approval_comment": approval.comment if approval else None,
@@ -143,7 +158,10 @@ def chain_json(decision: DecisionRecord, chain: dict | None = None) -> dict:
             "published_at": _when(policy.published_at),
             "source_version": chain["origin"].number if chain["origin"] else None,
             "expires": _when(release.expires) if release else None,
+            "published_at_decision": chain["published_at_decision"],
             "expired_at_decision": chain["expired_at_decision"],
+            "superseded_by": chain["superseded_by"],
+            "superseded_at": _when(chain["superseded_at"]),
         }
         if policy
         else None,

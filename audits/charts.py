@@ -23,6 +23,8 @@ KIND_COLOURS = {
     ViolationKind.MODEL_NOT_ALLOWED: "#cf222e",
     ViolationKind.UNKNOWN_POLICY: "#8250df",
     ViolationKind.EXPIRED_POLICY: "#bc4c00",
+    ViolationKind.UNPUBLISHED_POLICY: "#a475f9",
+    ViolationKind.SUPERSEDED_POLICY: "#e16f24",
     ViolationKind.NOT_USABLE: "#d29922",
     ViolationKind.ESCALATION_RATE: "#0969da",
 }

@@ -2,8 +2,9 @@
 
 A batch is validated record by record: good records are stored (content or only its digest,
 by the classification's storage rule), bad ones are answered with their errors, repeats of a
-request id from the same router are accepted once. Every stored record is checked against the
-policy version it names and the compliance matrix at the time it occurred.
+request id from the same router are accepted once. Every stored record is judged as of the moment
+it was made (``audits.judging``): against the policy version it names, as published then, and the
+compliance matrix as Steward had it on record then.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from compliance.matrix import Matrix
 from compliance.models import DataClassification, StorageRule
-from portfolio.models import PolicyRelease, PolicyVersion, Router
-from registry.models import ModelVersion
+from portfolio.models import PolicyVersion, Router
 
 from .events import record as audit_record
+from .judging import PolicyBook
 from .models import DecisionRecord, Violation, ViolationKind
 
 MAX_BATCH = 1000
@@ -124,81 +124,6 @@ def validate_record(raw: Any) -> tuple[dict | None, dict[str, list[str]]]:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest() if text else ""
-
-
-class PolicyBook:
-    """The policy versions, releases, models and matrix a batch refers to, loaded once."""
-
-    def __init__(self, policy_set: str, records: list[dict]) -> None:
-        numbers = {r["policy_version"] for r in records}
-        self.versions = {
-            v.number: v
-            for v in PolicyVersion.objects.filter(policy_set__slug=policy_set, number__in=numbers).select_related(
-                "release"
-            )
-        }
-        refs = {r["model"] for r in records}
-        self.models = {v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs)}
-        slugs = {r["classification"] for r in records}
-        self.classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
-        self.matrix = Matrix(self.models.values(), self.classifications.values())
-
-    def allowed(self, version: PolicyVersion, task: str, classification: str) -> tuple[str, ...] | None:
-        """Models the version allows for the route (primary, fallbacks, escalation); None without a route."""
-        route = version.route_for(task, classification)
-        return route.models if route is not None else None
-
-    def violations(self, decision: DecisionRecord) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        version = self.versions.get(decision.policy_version)
-        if version is None:
-            found.append(
-                (ViolationKind.UNKNOWN_POLICY, f"{decision.policy_set} v{decision.policy_version} was never published")
-            )
-        else:
-            release: PolicyRelease | None = getattr(version, "release", None)
-            if release is not None and decision.occurred_at > release.expires:
-                found.append(
-                    (
-                        ViolationKind.EXPIRED_POLICY,
-                        f"{decision.policy_set} v{decision.policy_version} expired at {release.expires:%Y-%m-%d %H:%M} "
-                        f"UTC, before the decision at {decision.occurred_at:%Y-%m-%d %H:%M} UTC",
-                    )
-                )
-            allowed = self.allowed(version, decision.task, decision.classification)
-            if allowed is None:
-                found.append(
-                    (
-                        ViolationKind.MODEL_NOT_ALLOWED,
-                        f"v{version.number} has no route for {decision.task} / {decision.classification} "
-                        "(default deny)",
-                    )
-                )
-            elif decision.model not in allowed:
-                found.append(
-                    (
-                        ViolationKind.MODEL_NOT_ALLOWED,
-                        f"v{version.number} allows {', '.join(sorted(allowed))} for {decision.task} / "
-                        f"{decision.classification}, not {decision.model}",
-                    )
-                )
-        model = self.models.get(decision.model)
-        classification = self.classifications.get(decision.classification)
-        if model is None:
-            found.append((ViolationKind.NOT_USABLE, f"{decision.model} is not in the registry"))
-        elif classification is None:
-            found.append((ViolationKind.NOT_USABLE, f"unknown data classification {decision.classification!r}"))
-        else:
-            verdict = self.matrix.at_time(decision.occurred_at).verdict(model, classification)
-            if not verdict.usable:
-                found.append(
-                    (
-                        ViolationKind.NOT_USABLE,
-                        f"{decision.model} may not process {decision.classification} at "
-                        f"{decision.occurred_at:%Y-%m-%d %H:%M} UTC: {'; '.join(verdict.reasons)}",
-                    )
-                )
-        return found
 
 
 def ingest(router: Router, records: Any) -> IngestResult:

@@ -177,6 +177,8 @@ class ViolationKind(models.TextChoices):
     MODEL_NOT_ALLOWED = "model-not-allowed", "Model not allowed by the policy"
     UNKNOWN_POLICY = "unknown-policy", "Unknown policy version"
     EXPIRED_POLICY = "expired-policy", "Expired policy version"
+    UNPUBLISHED_POLICY = "unpublished-policy", "Policy version not yet published"
+    SUPERSEDED_POLICY = "superseded-policy", "Policy version superseded beyond the grace window"
     NOT_USABLE = "not-usable", "Model not usable in the compliance matrix"
     ESCALATION_RATE = "escalation-rate", "Escalation rate above the route's cap"
 

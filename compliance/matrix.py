@@ -1,12 +1,16 @@
 """The one answer to "may model version V process data classification C at time T?".
 
 ``check`` answers for one pair; ``Matrix`` answers for many pairs with a constant number of
-queries (the matrix page, policy validation, decision-record checks). Both run the same code:
-``check`` is a one-row ``Matrix``.
+queries (the matrix page, policy validation). Both run the same code: ``check`` is a one-row
+``Matrix``. ``Matrix`` takes each cell's decision and each version's status as they stand now and
+certifications valid on the day asked; ``RecordedMatrix`` answers as Steward had things on record at
+each moment asked (cells and statuses from their history, holdings recorded by then): decision
+records are judged with it, as of the moment they were made.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import datetime as dt
 from collections import defaultdict
@@ -83,6 +87,10 @@ class CellFacts:
     def is_suspended(self) -> bool:
         return self.suspended_at is not None
 
+    @property
+    def decision_label(self) -> str:
+        return CellDecision(self.decision).label if self.decision else "No decision"
+
     def is_expired_at(self, at: dt.datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= at
 
@@ -129,16 +137,26 @@ class Matrix:
         version_ids = [v.pk for v in self.versions]
         provider_ids = {v.model.provider_id for v in self.versions}
         # Holdings of the providers and overrides of the versions (one query).
+        self._use_holdings(
+            CertificationHolding.objects.filter(Q(provider_id__in=provider_ids) | Q(model_version_id__in=version_ids))
+        )
+        self._load_cells(version_ids, classification_ids)
+        # Answers shared by many cells, worked out once per matrix.
+        self._certification_reasons: dict[tuple, str | None] = {}
+        self._eligibility: dict[tuple, list[str]] = {}
+        self._status_words = {status.value: status.label.lower() for status in Status}
+
+    def _use_holdings(self, holdings: Iterable[CertificationHolding]) -> None:
         self.provider_holdings: dict[tuple[int, int], list[CertificationHolding]] = defaultdict(list)
         self.version_holdings: dict[tuple[int, int], list[CertificationHolding]] = defaultdict(list)
-        holdings = CertificationHolding.objects.filter(
-            Q(provider_id__in=provider_ids) | Q(model_version_id__in=version_ids)
-        )
         for holding in holdings:
             if holding.provider_id:
                 self.provider_holdings[(holding.provider_id, holding.certification_id)].append(holding)
             else:
                 self.version_holdings[(holding.model_version_id, holding.certification_id)].append(holding)
+        self._overridden = {version_id for version_id, _ in self.version_holdings}
+
+    def _load_cells(self, version_ids: list[int], classification_ids: list[int]) -> None:
         # Cells (one query), as plain facts: thousands of them make up a matrix page.
         rows = MatrixCell.objects.filter(
             model_version_id__in=version_ids, classification_id__in=classification_ids
@@ -147,11 +165,14 @@ class Matrix:
         for row in rows:
             facts = CellFacts(*row)
             self.cells[(facts.model_version_id, facts.classification_id)] = facts
-        # Answers shared by many cells, worked out once per matrix.
-        self._certification_reasons: dict[tuple, str | None] = {}
-        self._eligibility: dict[tuple, list[str]] = {}
-        self._overridden = {version_id for version_id, _ in self.version_holdings}
-        self._status_words = {status.value: status.label.lower() for status in Status}
+
+    def cell_facts(self, version: ModelVersion, classification: DataClassification) -> CellFacts | None:
+        """The cell of the pair (its decision, suspension and expiry), None when nobody asked or decided."""
+        return self.cells.get((version.pk, classification.pk))
+
+    def status_of(self, version: ModelVersion) -> str | None:
+        """The version's lifecycle status; None when it was not in the registry yet (``RecordedMatrix``)."""
+        return version.status
 
     def at_time(self, at: dt.datetime) -> Matrix:
         """The same loaded matrix asked about another moment (decision records span many)."""
@@ -218,7 +239,8 @@ class Matrix:
     def verdict(self, version: ModelVersion, classification: DataClassification) -> Verdict:
         reasons = self.eligibility_reasons(version, classification)
         eligible = not reasons
-        cell = self.cells.get((version.pk, classification.pk))
+        cell = self.cell_facts(version, classification)
+        status = self.status_of(version)
         decision = cell.decision if cell else ""
         if cell and decision == CellDecision.DENIED:
             who = cell.decided_by_name or "an officer"
@@ -233,8 +255,10 @@ class Matrix:
             reasons.append("awaiting an officer's approval")
         elif not decision:
             reasons.append("not approved for this classification (not requested)")
-        if version.status != Status.APPROVED:
-            reasons.append(f"model version is {self._status_words[version.status]}, not approved")
+        if status is None:
+            reasons.append("model version was not in the registry yet")
+        elif status != Status.APPROVED:
+            reasons.append(f"model version is {self._status_words[status]}, not approved")
 
         if not eligible:
             state = CellState.INELIGIBLE
@@ -248,7 +272,7 @@ class Matrix:
             state = CellState.AWAITING
         elif not decision:
             state = CellState.NOT_REQUESTED
-        elif version.status != Status.APPROVED:
+        elif status != Status.APPROVED:
             state = CellState.VERSION_NOT_APPROVED
         else:
             state = CellState.USABLE
@@ -256,6 +280,89 @@ class Matrix:
 
     def rows(self) -> list[tuple[ModelVersion, list[tuple[DataClassification, Verdict]]]]:
         return [(v, [(c, self.verdict(v, c)) for c in self.classifications]) for v in self.versions]
+
+
+class RecordedMatrix(Matrix):
+    """The matrix as Steward had it on record at the moment asked (``at_time``): each cell's
+    decision, suspension and expiry and each version's lifecycle status as their history held them
+    then, and only the certification holdings recorded by then (holdings are added, never edited:
+    a renewal is a new holding). Loaded once, for moments up to ``until``, in a fixed number of
+    queries; asking about a moment is then free of queries.
+
+    Nothing recorded after the moment changes the answer, so asking again later answers the same:
+    the ingest of decision records and the decision's chain page agree.
+    """
+
+    def __init__(
+        self,
+        versions: Iterable[ModelVersion],
+        classifications: Iterable[DataClassification] | None = None,
+        at: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> None:
+        self.until = until or timezone.now()
+        super().__init__(versions, classifications, at)
+        version_ids = [v.pk for v in self.versions]
+        self._statuses: dict[int, tuple[list[dt.datetime], list[str | None]]] = {}
+        rows = (
+            ModelVersion.history.filter(id__in=version_ids, history_date__lte=self.until)
+            .order_by("history_date", "history_id")
+            .values_list("id", "history_date", "history_type", "status")
+        )
+        for version_id, when, kind, status in rows:
+            moments, statuses = self._statuses.setdefault(version_id, ([], []))
+            moments.append(when)
+            statuses.append(None if kind == "-" else status)
+        self._use_holdings(self._recorded[: bisect.bisect_right(self._recorded_at, self.at)])
+
+    def _use_holdings(self, holdings: Iterable[CertificationHolding]) -> None:
+        if not hasattr(self, "_recorded"):
+            # First call, from ``Matrix.__init__``: keep every holding, ordered by when it was recorded.
+            self._recorded = sorted(holdings, key=lambda h: (h.recorded_at, h.pk))
+            self._recorded_at = [h.recorded_at for h in self._recorded]
+            self._by_count: dict[int, tuple] = {}
+            holdings = []
+        super()._use_holdings(holdings)
+
+    def _load_cells(self, version_ids: list[int], classification_ids: list[int]) -> None:
+        columns = ["id" if c == "pk" else c for c in CellFacts.COLUMNS]
+        rows = (
+            MatrixCell.history.filter(
+                model_version_id__in=version_ids, classification_id__in=classification_ids, history_date__lte=self.until
+            )
+            .order_by("history_date", "history_id")
+            .values_list("history_date", "history_type", *columns)
+        )
+        self.cells = {}
+        self._cell_history: dict[tuple[int, int], tuple[list[dt.datetime], list[CellFacts | None]]] = {}
+        for when, kind, *row in rows:
+            facts = CellFacts(*row)
+            moments, states = self._cell_history.setdefault((facts.model_version_id, facts.classification_id), ([], []))
+            moments.append(when)
+            states.append(None if kind == "-" else facts)
+
+    def at_time(self, at: dt.datetime) -> RecordedMatrix:
+        other = super().at_time(at)
+        # The holdings on record at ``at``: the first ``count`` by recording time (built once per count).
+        count = bisect.bisect_right(self._recorded_at, at)
+        if count not in self._by_count:
+            other._use_holdings(self._recorded[:count])
+            self._by_count[count] = (other.provider_holdings, other.version_holdings, other._overridden)
+        other.provider_holdings, other.version_holdings, other._overridden = self._by_count[count]
+        return other
+
+    @staticmethod
+    def _then(history: tuple[list, list] | None, at: dt.datetime):
+        if not history:
+            return None
+        index = bisect.bisect_right(history[0], at)
+        return history[1][index - 1] if index else None
+
+    def cell_facts(self, version: ModelVersion, classification: DataClassification) -> CellFacts | None:
+        return self._then(self._cell_history.get((version.pk, classification.pk)), self.at)
+
+    def status_of(self, version: ModelVersion) -> str | None:
+        return self._then(self._statuses.get(version.pk), self.at)
 
 
 def check(version: ModelVersion, classification: DataClassification, at: dt.datetime | None = None) -> Verdict:

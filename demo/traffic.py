@@ -1,4 +1,4 @@
-"""Demo decision traffic: a week of a gateway's routed requests, reported to Steward through the real client.
+"""Demo decision traffic: a gateway's routed requests, reported to Steward through the real client.
 
 ``python -m demo.traffic`` (``make run`` does it after ``seed_demo``) registers the router
 ``demo-gateway`` for production, starts Steward's own WSGI application on 127.0.0.1 in this
@@ -8,6 +8,10 @@ builds them: every production route, latencies and tokens of the right size, som
 escalations, content or only its digest by the classification's rule, and a handful of genuine
 violations (a model the route does not allow, one the matrix does not allow, a version that was
 never published). Running it again sends nothing once the demo gateway has reported.
+
+Decisions are judged as of the moment they were made, so the traffic is dated within the past week
+but never before the demo's governance was in place (its last approval, holding or publication):
+traffic dated earlier would rightly be flagged as made under a policy not yet published.
 """
 
 from __future__ import annotations
@@ -66,11 +70,21 @@ class TaskSize:
 
 
 def demo_records(
-    policy: Policy, sizes: dict[str, TaskSize], count: int, *, days: int = 7, seed: int = 13, now: float | None = None
+    policy: Policy,
+    sizes: dict[str, TaskSize],
+    count: int,
+    *,
+    days: int = 7,
+    seed: int = 13,
+    now: float | None = None,
+    since: float | None = None,
 ) -> list[dict]:
-    """``count`` decision records under ``policy``, spread over the past ``days``; deterministic per seed."""
+    """``count`` decision records under ``policy``, spread over the past ``days`` but not before
+    ``since`` (a timestamp); deterministic per seed."""
     rng = random.Random(seed)
     now = time.time() if now is None else now
+    earliest = now - days * 86400 if since is None else max(now - days * 86400, since)
+    span = max(now - earliest, 0.0)
     enforcer = Enforcer(policy)
     routes = [route for route in policy.routes if route["task"] in sizes]
     weights = [sizes[route["task"]].weight for route in routes]
@@ -82,7 +96,7 @@ def demo_records(
         ticket, label = TICKETS[index % len(TICKETS)]
         text = f"user: {ticket}" if task == "ticket-triage" else f"user: {task.replace('-', ' ')} request {index}"
         plan = enforcer.plan(task, [{"role": "user", "content": text}], metadata={"classification": classification})
-        plan.started_at = now - rng.uniform(60, days * 86400)
+        plan.started_at = now - rng.uniform(min(60.0, span / 2), span)
         model, latency = plan.primary, rng.lognormvariate(6.2, 0.45)  # about 500 ms, a long tail
         luck = rng.random()
         if luck < 0.05 and plan.fallbacks:
@@ -104,10 +118,10 @@ def demo_records(
                 ended_at=plan.started_at + latency / 1000,
             )
         )
-    return records + genuine_violations(policy, enforcer, now)
+    return records + genuine_violations(policy, enforcer, now, earliest)
 
 
-def genuine_violations(policy: Policy, enforcer: Enforcer, now: float) -> list[dict]:
+def genuine_violations(policy: Policy, enforcer: Enforcer, now: float, earliest: float | None = None) -> list[dict]:
     """A few decisions an officer must see: what a misconfigured or out-of-date router would report."""
     by_route = {(route["task"], route["classification"]): route for route in policy.routes}
     wrong = []
@@ -116,7 +130,7 @@ def genuine_violations(policy: Policy, enforcer: Enforcer, now: float) -> list[d
         if (task, classification) not in by_route or not model:
             return
         plan = enforcer.plan(task, [], metadata={"classification": classification})
-        plan.started_at = now - minutes_ago * 60
+        plan.started_at = now - minutes_ago * 60 if earliest is None else max(now - minutes_ago * 60, earliest)
         record = enforcer.record(
             plan.as_metadata(),
             request_id=f"demo-violation-{len(wrong) + 1}",
@@ -181,6 +195,22 @@ def local_steward() -> Iterator[str]:
         server.server_close()
 
 
+def _governed_since() -> float | None:
+    """When the demo's governance last changed: the latest cell or version change, holding or publication."""
+    from compliance.models import CertificationHolding, MatrixCell
+    from portfolio.models import PolicyVersion
+    from registry.models import ModelVersion
+
+    moments = [
+        MatrixCell.history.order_by("-history_date").values_list("history_date", flat=True).first(),
+        ModelVersion.history.order_by("-history_date").values_list("history_date", flat=True).first(),
+        CertificationHolding.objects.order_by("-recorded_at").values_list("recorded_at", flat=True).first(),
+        PolicyVersion.objects.order_by("-published_at").values_list("published_at", flat=True).first(),
+    ]
+    known = [moment for moment in moments if moment is not None]
+    return max(known).timestamp() if known else None
+
+
 def seed_traffic(count: int = 3000, url: str | None = None) -> int:
     """Register the demo gateway and report ``count`` decisions (plus a few violations); 0 if it has reported."""
     from audits.models import DecisionRecord
@@ -207,7 +237,7 @@ def seed_traffic(count: int = 3000, url: str | None = None) -> int:
     while Router.objects.filter(name=name).exists():
         name = f"{ROUTER_NAME}-{uuid.uuid4().hex[:6]}"
     _, token = register_router(PolicySet.objects.get(slug="production"), name, by=None)
-    records = demo_records(policy, sizes, count)
+    records = demo_records(policy, sizes, count, since=_governed_since())
     with TemporaryDirectory(prefix="steward-demo-spool-") as spool:
         if url is not None:
             send(url, token, records, spool)

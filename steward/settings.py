@@ -340,6 +340,13 @@ STEWARD_ROOT_LIFETIME_DAYS = env_int("STEWARD_ROOT_LIFETIME_DAYS", 365)
 STEWARD_AUDIT_CHECKPOINT_DIR = env_str("STEWARD_AUDIT_CHECKPOINT_DIR", str(VAR_DIR / "audit-checkpoints"))
 # A router not seen for this long is shown as stale on the fleet page.
 STEWARD_ROUTER_STALE_SECONDS = env_int("STEWARD_ROUTER_STALE_SECONDS", 300)
+# Decisions are judged as of the moment they were made (docs/policy-feed.md, "Judged as of the moment").
+# A router's clock may run behind Steward's by the client's own clock slack (5 minutes): a decision
+# dated that little before its policy version's publication is judged at the publication.
+STEWARD_DECISION_CLOCK_SLACK_SECONDS = env_int("STEWARD_DECISION_CLOCK_SLACK_SECONDS", 300)
+# How long a router may still apply a policy version after another with different routes was
+# published: one maximum poll backoff of the client (600 s) and the clock slack.
+STEWARD_POLICY_GRACE_SECONDS = env_int("STEWARD_POLICY_GRACE_SECONDS", 900)
 
 # Evaluations
 STEWARD_EVALUATION_TIMEOUT = float(env_str("STEWARD_EVALUATION_TIMEOUT", "30"))

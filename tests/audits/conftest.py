@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from django.utils import timezone
 
@@ -18,7 +16,8 @@ def world(db, alice, carol, bob):
 def decision(n: int, **fields) -> dict:
     base = {
         "request_id": f"req-{n}",
-        "occurred_at": (timezone.now() - dt.timedelta(minutes=1)).isoformat(),
+        # Now: after the world it is judged in (decisions are judged as of the moment they were made).
+        "occurred_at": timezone.now().isoformat(),
         "task": "ticket-triage",
         "classification": "internal",
         "model": "acme/small-a@1",

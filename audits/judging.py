@@ -1,0 +1,248 @@
+"""What was in force when a decision was made, and what the decision broke: judged as of the moment.
+
+``PolicyBook.in_force(decision)`` is the one answer. Ingest stores its violations; the decision's
+chain page (and its API) shows what it found. Both read only what Steward had on record at the
+moment of the decision, so asking again later gives the same answer.
+
+The moment is the decision's ``occurred_at``, as the router's clock put it, with one correction:
+a decision dated at most the clock slack before its policy version's publication is judged at the
+publication (a router cannot apply a version before it is published: its clock runs behind).
+
+At that moment:
+
+- the policy version it names: published by then (else ``unpublished-policy``), not superseded by a
+  version with other routes longer than the grace window before (else ``superseded-policy``), not
+  expired (``expired-policy``), and allowing the model for the task and classification;
+- the model version's lifecycle status, each matrix cell's decision, suspension and expiry, from
+  their history, and the certification holdings recorded by then, valid on that day
+  (``compliance.matrix.RecordedMatrix``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from compliance.matrix import RecordedMatrix, Verdict
+from compliance.models import DataClassification
+from portfolio.models import PolicyRelease, PolicyVersion
+from registry.models import ModelVersion
+
+from .models import DecisionRecord, ViolationKind
+
+
+def clock_slack() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.STEWARD_DECISION_CLOCK_SLACK_SECONDS)
+
+
+def policy_grace() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.STEWARD_POLICY_GRACE_SECONDS)
+
+
+def _at(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One version of the policy set on its timeline: when it was published and whose routes it carries."""
+
+    number: int
+    published_at: dt.datetime
+    routes_of: int  # the version whose routes it carries: itself, or for a re-signed version its source
+
+
+@dataclass
+class InForce:
+    """What stood at the moment a decision is judged, and the rules it broke then."""
+
+    moment: dt.datetime
+    moment_note: str  # why the moment is not ``occurred_at`` (a clock ahead or behind), or ""
+    policy: PolicyVersion | None
+    release: PolicyRelease | None
+    published: bool  # the policy version was published by the moment
+    superseded_by: int | None  # the version with other routes in force instead, beyond the grace window
+    superseded_at: dt.datetime | None
+    expired: bool
+    allowed: tuple[str, ...] | None  # the models the version's route allows; None without a route
+    model: ModelVersion | None
+    classification: DataClassification | None
+    status: str | None  # the model version's lifecycle status at the moment (None: not in the registry yet)
+    verdict: Verdict | None
+    violations: list[tuple[str, str]] = field(default_factory=list)
+
+
+class PolicyBook:
+    """The policy set's versions, the models, classifications and the recorded matrix that a batch
+    of decisions refers to, loaded once (a fixed number of queries for any batch)."""
+
+    def __init__(self, policy_set: str, records: Iterable[dict]) -> None:
+        records = list(records)
+        self.policy_set = policy_set
+        numbers = {r["policy_version"] for r in records}
+        self.versions = {
+            v.number: v
+            for v in PolicyVersion.objects.filter(policy_set__slug=policy_set, number__in=numbers).select_related(
+                "release"
+            )
+        }
+        # The whole timeline of the set (a few columns): which version was in force when.
+        self.timeline = [
+            Publication(number, published_at, source or pk)
+            for number, published_at, source, pk in PolicyVersion.objects.filter(policy_set__slug=policy_set)
+            .order_by("number")
+            .values_list("number", "published_at", "source_version_id", "pk")
+        ]
+        refs = {r["model"] for r in records}
+        self.models = {v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs)}
+        slugs = {r["classification"] for r in records}
+        self.classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
+        self.matrix = RecordedMatrix(self.models.values(), self.classifications.values())
+
+    @classmethod
+    def for_decision(cls, decision: DecisionRecord) -> PolicyBook:
+        return cls(
+            decision.policy_set,
+            [
+                {
+                    "policy_version": decision.policy_version,
+                    "model": decision.model,
+                    "classification": decision.classification,
+                    "occurred_at": decision.occurred_at,
+                    "received_at": decision.received_at,
+                }
+            ],
+        )
+
+    def allowed(self, version: PolicyVersion, task: str, classification: str) -> tuple[str, ...] | None:
+        """Models the version allows for the route (primary, fallbacks, escalation); None without a route."""
+        route = version.route_for(task, classification)
+        return route.models if route is not None else None
+
+    def moment_of(self, decision: DecisionRecord, version: PolicyVersion | None) -> tuple[dt.datetime, str]:
+        """When the decision is judged, and why that is not its ``occurred_at`` (or "")."""
+        moment = decision.occurred_at
+        if version is not None and moment < version.published_at <= moment + clock_slack():
+            # Never later than Steward received the record: a decision reported before its version
+            # was published cannot have been made under it.
+            if decision.received_at is None or version.published_at <= decision.received_at:
+                note = (
+                    f"dated {_at(moment)}, less than the clock slack ({clock_slack()}) before "
+                    f"v{version.number} was published: judged at the publication"
+                )
+                return version.published_at, note
+        return moment, ""
+
+    def superseded(self, version: PolicyVersion, moment: dt.datetime) -> tuple[int, dt.datetime] | None:
+        """The version with other routes that had been in force for longer than the grace window at
+        ``moment`` instead of ``version``'s routes, and since when; None when ``version``'s routes
+        (its own or a re-signed copy's) were in force at some time within the window."""
+        routes_of = version.content_origin_id
+        published = [p for p in self.timeline if p.published_at <= moment]
+        same = [p for p in published if p.routes_of == routes_of]
+        if not same:
+            return None
+        later = [p for p in published if p.published_at > same[-1].published_at]
+        if not later or moment - later[0].published_at <= policy_grace():
+            return None
+        return published[-1].number, later[0].published_at
+
+    def in_force(self, decision: DecisionRecord) -> InForce:
+        """What was in force for ``decision`` at its moment, with the violations it committed."""
+        found: list[tuple[str, str]] = []
+        version = self.versions.get(decision.policy_version)
+        moment, note = self.moment_of(decision, version)
+        release: PolicyRelease | None = getattr(version, "release", None) if version else None
+        published = expired = False
+        superseded = None
+        allowed = None
+        name = f"{decision.policy_set} v{decision.policy_version}"
+        if version is None:
+            found.append((ViolationKind.UNKNOWN_POLICY, f"{name} was never published"))
+        else:
+            published = version.published_at <= moment
+            if not published:
+                found.append(
+                    (
+                        ViolationKind.UNPUBLISHED_POLICY,
+                        f"{name} was published at {_at(version.published_at)}, after the decision at {_at(moment)}",
+                    )
+                )
+            else:
+                superseded = self.superseded(version, moment)
+                if superseded:
+                    number, since = superseded
+                    found.append(
+                        (
+                            ViolationKind.SUPERSEDED_POLICY,
+                            f"{name} had been superseded since {_at(since)} (v{number} in force at the decision at "
+                            f"{_at(moment)}), beyond the grace window of {policy_grace()}",
+                        )
+                    )
+            if release is not None and moment > release.expires:
+                expired = True
+                found.append(
+                    (
+                        ViolationKind.EXPIRED_POLICY,
+                        f"{name} expired at {release.expires:%Y-%m-%d %H:%M} UTC, before the decision at "
+                        f"{moment:%Y-%m-%d %H:%M} UTC",
+                    )
+                )
+            allowed = self.allowed(version, decision.task, decision.classification)
+            if allowed is None:
+                found.append(
+                    (
+                        ViolationKind.MODEL_NOT_ALLOWED,
+                        f"v{version.number} has no route for {decision.task} / {decision.classification} "
+                        "(default deny)",
+                    )
+                )
+            elif decision.model not in allowed:
+                found.append(
+                    (
+                        ViolationKind.MODEL_NOT_ALLOWED,
+                        f"v{version.number} allows {', '.join(sorted(allowed))} for {decision.task} / "
+                        f"{decision.classification}, not {decision.model}",
+                    )
+                )
+        model = self.models.get(decision.model)
+        classification = self.classifications.get(decision.classification)
+        verdict = status = None
+        if model is None:
+            found.append((ViolationKind.NOT_USABLE, f"{decision.model} is not in the registry"))
+        elif classification is None:
+            found.append((ViolationKind.NOT_USABLE, f"unknown data classification {decision.classification!r}"))
+        else:
+            matrix = self.matrix.at_time(moment)
+            status = matrix.status_of(model)
+            verdict = matrix.verdict(model, classification)
+            if not verdict.usable:
+                found.append(
+                    (
+                        ViolationKind.NOT_USABLE,
+                        f"{decision.model} may not process {decision.classification} at "
+                        f"{moment:%Y-%m-%d %H:%M} UTC: {'; '.join(verdict.reasons)}",
+                    )
+                )
+        return InForce(
+            moment=moment,
+            moment_note=note,
+            policy=version,
+            release=release,
+            published=published,
+            superseded_by=superseded[0] if superseded else None,
+            superseded_at=superseded[1] if superseded else None,
+            expired=expired,
+            allowed=allowed,
+            model=model,
+            classification=classification,
+            status=status,
+            verdict=verdict,
+            violations=found,
+        )
+
+    def violations(self, decision: DecisionRecord) -> list[tuple[str, str]]:
+        return self.in_force(decision).violations
