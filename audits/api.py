@@ -60,6 +60,10 @@ class ChainDecisionOut(serializers.Serializer):
     id = serializers.IntegerField()
     request_id = serializers.CharField()
     occurred_at = serializers.DateTimeField()
+    judged_at = serializers.DateTimeField(
+        help_text="The moment it is judged at: occurred_at, or its policy version's publication when dated "
+        "within the clock slack before it."
+    )
     policy_set = serializers.CharField()
     policy_version = serializers.IntegerField()
     task = serializers.CharField()
@@ -70,6 +74,9 @@ class ChainDecisionOut(serializers.Serializer):
 class ChainModelVersionOut(serializers.Serializer):
     ref = serializers.CharField()
     status = serializers.CharField()
+    status_at_decision = serializers.CharField(
+        allow_null=True, help_text="Its lifecycle status at the decision's moment; null when not in the registry yet."
+    )
     approved_by = serializers.CharField(allow_null=True)
     approved_at = serializers.DateTimeField(allow_null=True)
     approval_comment = serializers.CharField(allow_null=True, allow_blank=True)
@@ -83,7 +90,13 @@ class ChainPolicyVersionOut(serializers.Serializer):
     published_at = serializers.DateTimeField()
     source_version = serializers.IntegerField(allow_null=True, help_text="The version a re-signing copied.")
     expires = serializers.DateTimeField(allow_null=True)
+    published_at_decision = serializers.BooleanField(help_text="Published by the decision's moment.")
     expired_at_decision = serializers.BooleanField()
+    superseded_by = serializers.IntegerField(
+        allow_null=True,
+        help_text="The version in force instead, when other routes had replaced its own beyond the grace window.",
+    )
+    superseded_at = serializers.DateTimeField(allow_null=True, help_text="Since when its routes had been replaced.")
 
 
 class ChainApproverOut(serializers.Serializer):
