@@ -61,6 +61,7 @@ urlpatterns = [
     path("compliance/", include("compliance.urls")),
     path("policies/", include("portfolio.urls")),
     path("audit/", include("audits.urls")),
+    path("notifications/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/compliance/check", compliance_api.compliance_check, name="compliance-check"),
     re_path(

@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "compliance",
     "portfolio",
     "audits",
+    "notifications",
     "demo",
 ]
 
@@ -281,6 +282,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "audit-checkpoint": {"task": "audits.make_checkpoint", "schedule": STEWARD_AUDIT_CHECKPOINT_SECONDS},
     "audit-verify": {"task": "audits.verify_recent", "schedule": STEWARD_AUDIT_CHECKPOINT_SECONDS},
     "audit-verify-full": {"task": "audits.verify_full", "schedule": 24 * 3600},
+    # Violations, policies close to expiry and routers in trouble; then the daily digests.
+    "notifications-sweep": {"task": "notifications.sweep", "schedule": 300},
+    "notifications-digest": {"task": "notifications.send_digests", "schedule": 24 * 3600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -363,6 +367,26 @@ STEWARD_SEED_EVALUATION_RUNS = env_bool("STEWARD_SEED_EVALUATION_RUNS", True)
 
 # Change reasons carry an officer's full comment, not just a hundred characters.
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+
+# --- Notifications ----------------------------------------------------------------------------
+# Links in emails and webhook messages point here (the address people open Steward at).
+STEWARD_BASE_URL = env_str("STEWARD_BASE_URL", "http://127.0.0.1:8000")
+# Email goes out over SMTP when STEWARD_EMAIL_HOST is set; otherwise workers print it to their log.
+EMAIL_HOST = env_str("STEWARD_EMAIL_HOST")
+EMAIL_PORT = env_int("STEWARD_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("STEWARD_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("STEWARD_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("STEWARD_EMAIL_STARTTLS", False)
+EMAIL_USE_SSL = env_bool("STEWARD_EMAIL_SSL", False)
+EMAIL_TIMEOUT = env_int("STEWARD_EMAIL_TIMEOUT", 10)
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = env_str("STEWARD_EMAIL_FROM", "steward@localhost")
+STEWARD_WEBHOOK_TIMEOUT = env_int("STEWARD_WEBHOOK_TIMEOUT", 10)
+# A delivery that fails is retried after 30 s, 60 s, 120 s … (doubling, at most an hour apart).
+STEWARD_NOTIFICATION_RETRY_BACKOFF = env_int("STEWARD_NOTIFICATION_RETRY_BACKOFF", 30)
+STEWARD_NOTIFICATION_MAX_RETRIES = env_int("STEWARD_NOTIFICATION_MAX_RETRIES", 6)
 
 # --- Steward ----------------------------------------------------------------------------------
 STEWARD_HEALTH_PING_TIMEOUT = env_int("STEWARD_HEALTH_PING_TIMEOUT", 5)

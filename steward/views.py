@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from axes.models import AccessAttempt
 from axes.utils import reset as axes_reset
@@ -49,14 +50,36 @@ class TokenForm(forms.Form):
     )
 
 
+# Sections that the apps above add to the profile page (notifications: what to be told, and how).
+# Each takes the request and returns rendered HTML.
+PROFILE_SECTIONS: list[Callable[[HttpRequest], str]] = []
+
+
 def profile(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
         _, new_token = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"])
         form = TokenForm()
+    return profile_page(request, form=form, new_token=new_token)
+
+
+def profile_page(
+    request: HttpRequest,
+    form: TokenForm | None = None,
+    new_token: str | None = None,
+    sections: list[str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The profile page; an app above that refuses a form of its section renders it with ``sections``."""
     tokens = ApiToken.objects.filter(user=request.user)
-    response = render(request, "profile.html", {"form": form, "tokens": tokens, "new_token": new_token})
+    context = {
+        "form": form or TokenForm(),
+        "tokens": tokens,
+        "new_token": new_token,
+        "sections": sections if sections is not None else [section(request) for section in PROFILE_SECTIONS],
+    }
+    response = render(request, "profile.html", context, status=status)
     if new_token:
         # The token is shown this once; make sure no cache keeps the page.
         response["Cache-Control"] = "no-store"

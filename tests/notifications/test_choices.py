@@ -1,0 +1,147 @@
+"""What a person chooses on their profile (kinds, channels, digest), their webhooks (secret shown once,
+stored encrypted), the unsubscribe link's refusals, and who is told what (without a worker: no
+transaction commits in these tests, so nothing is sent)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from django.test import Client
+
+from audits.models import AuditEvent
+from notifications.delivery import payload, unsubscribe_token
+from notifications.models import Channel, Delivery, Kind, Notification, Preference, Webhook
+from notifications.planning import notify, people_with
+from notifications.reactions import notify_for_event
+from registry.models import ModelVersion
+from steward.roles import REVIEW_VERSIONS
+from tests.factories import make_model, version_fields
+
+
+def test_the_profile_shows_the_choices_and_saves_them(client_for, alice) -> None:
+    client = client_for(alice)
+    page = client.get("/profile/").content.decode()
+    assert 'id="notifications"' in page and "Something awaits my decision" in page
+    response = client.post(
+        "/notifications/preferences/",
+        {"notify-email_kinds": [Kind.VIOLATION, Kind.DECIDED], "notify-webhook_kinds": [], "notify-digest": "1"},
+    )
+    assert response.status_code == 302
+    preference = Preference.objects.get(user=alice)
+    assert (preference.email_kinds, preference.webhook_kinds, preference.digest) == (["decided", "violation"], [], True)
+    assert AuditEvent.objects.filter(action="notification_preference.change", actor_id=alice.pk).exists()
+
+
+def test_bad_choices_are_refused_naming_the_field(client_for, alice) -> None:
+    response = client_for(alice).post(
+        "/notifications/preferences/", {"notify-email_kinds": ["nonsense"], "notify-digest": "1"}
+    )
+    assert response.status_code == 400
+    assert "By email: Select a valid choice. nonsense is not one of the available choices." in response.content.decode()
+    assert not Preference.objects.filter(user=alice).exists()
+
+
+def test_a_webhook_secret_is_shown_once_and_stored_only_encrypted(client_for, alice) -> None:
+    client = client_for(alice)
+    response = client.post(
+        "/notifications/webhooks/",
+        {
+            "webhook-name": "team channel",
+            "webhook-url": "https://hooks.slack.com/services/T/B/X",
+            "webhook-format": "slack",
+        },
+    )
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    body = response.content.decode()
+    webhook = Webhook.objects.get(user=alice)
+    secret = body.split('id="webhook-secret">')[1].split("<")[0]
+    assert secret.startswith("whsec_") and webhook.secret_prefix == secret[:12]
+    assert secret.encode() not in bytes(webhook.secret_encrypted)
+    expected = "sha256=" + hmac.new(secret.encode(), b"123.{}", hashlib.sha256).hexdigest()
+    assert webhook.signature("123", b"{}") == expected
+    profile = client.get("/profile/").content.decode()
+    assert secret not in profile and f"{secret[:12]}…" in profile
+    assert client.post(f"/notifications/webhooks/{webhook.pk}/remove/").status_code == 302
+    assert Webhook.objects.get(pk=webhook.pk).removed_at is not None
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"webhook-name": "x", "webhook-url": "ftp://example.com/", "webhook-format": "slack"}, "Enter a valid URL."),
+        (
+            {"webhook-name": "", "webhook-url": "https://example.com/", "webhook-format": "slack"},
+            "This field is required.",
+        ),
+        (
+            {"webhook-name": "x", "webhook-url": "https://example.com/", "webhook-format": "irc"},
+            "Select a valid choice. irc is not one of the available choices.",
+        ),
+    ],
+    ids=["scheme", "name", "format"],
+)
+def test_bad_webhooks_are_refused_and_nothing_is_saved(client_for, alice, fields, message) -> None:
+    response = client_for(alice).post("/notifications/webhooks/", fields)
+    assert response.status_code == 400 and message in response.content.decode()
+    assert not Webhook.objects.exists()
+
+
+def test_nobody_removes_another_persons_webhook(client_for, alice, carol) -> None:
+    webhook, _ = Webhook.create(alice, "mine", "https://example.com/hook")
+    assert client_for(carol).post(f"/notifications/webhooks/{webhook.pk}/remove/").status_code == 404
+
+
+def test_the_unsubscribe_link_needs_no_sign_in_and_refuses_bad_tokens(bob) -> None:
+    anonymous = Client()
+    token = unsubscribe_token(bob.pk, Kind.VIOLATION)
+    page = anonymous.get(f"/notifications/unsubscribe/{token}/")
+    assert page.status_code == 200 and "Stop emails about “a violation was found” for bob?" in page.content.decode()
+    assert not Preference.objects.filter(user=bob).exists()  # a GET (a mail scanner) changes nothing
+    assert anonymous.post(f"/notifications/unsubscribe/{token}/").status_code == 200
+    preference = Preference.objects.get(user=bob)
+    assert Kind.VIOLATION not in preference.email_kinds and Kind.VIOLATION in preference.webhook_kinds
+    everything = unsubscribe_token(bob.pk, "*")
+    assert anonymous.post(f"/notifications/unsubscribe/{everything}/").status_code == 200
+    assert Preference.objects.get(user=bob).email_kinds == []
+    for bad in ("nonsense", token[:-3] + "abc", unsubscribe_token(bob.pk, "no-such-kind"), unsubscribe_token(999, "*")):
+        response = anonymous.post(f"/notifications/unsubscribe/{bad}/")
+        assert response.status_code == 400 and "This unsubscribe link is not valid" in response.content.decode()
+
+
+def test_each_person_is_told_once_per_key_on_the_channels_they_chose(alice, carol, bob) -> None:
+    Webhook.create(alice, "mine", "https://example.com/hook")
+    Preference(user=carol).change(carol, email_kinds=[], webhook_kinds=[], digest=False)
+    people = people_with(REVIEW_VERSIONS)
+    assert set(people) == {alice, carol}
+    made = notify(people, Kind.AWAITING_DECISION, "k1", "Something")
+    assert {n.user for n in made} == {alice, carol}
+    assert sorted(Delivery.objects.filter(user=alice).values_list("channel", flat=True)) == [
+        Channel.EMAIL,
+        Channel.WEBHOOK,
+    ]
+    assert not Delivery.objects.filter(user=carol).exists()
+    assert notify(people, Kind.AWAITING_DECISION, "k1", "Something") == []  # told already
+    assert Notification.objects.count() == 2
+
+
+def test_a_proposal_tells_every_officer_but_the_proposer(alice, carol, bob) -> None:
+    version = ModelVersion.propose(bob, **version_fields(make_model()))
+    event = AuditEvent.objects.get(action="model_version.propose", object_id=str(version.pk))
+    assert notify_for_event(event.pk) == 2
+    assert set(Notification.objects.values_list("user__username", flat=True)) == {"alice", "carol"}
+    assert notify_for_event(event.pk) == 0  # a retried task tells nobody twice
+
+
+def test_webhook_payloads_are_slack_and_teams_shaped(alice) -> None:
+    slack, _ = Webhook.create(alice, "s", "https://example.com/s", "slack")
+    teams, _ = Webhook.create(alice, "t", "https://example.com/t", "teams")
+    (notification,) = notify([alice], Kind.VIOLATION, "v", "2 violations <found>", "body & more", "/audit/violations/")
+    delivery = Delivery.objects.filter(webhook=slack).get()
+    assert payload(slack, delivery, [notification]) == {
+        "text": "*<http://127.0.0.1:8000/audit/violations/|2 violations &lt;found&gt;>*\nbody &amp; more"
+    }
+    card = payload(teams, delivery, [notification])
+    assert card["@type"] == "MessageCard" and card["summary"] == "2 violations <found>"
+    assert card["sections"][0]["potentialAction"][0]["targets"][0]["uri"] == "http://127.0.0.1:8000/audit/violations/"
