@@ -257,6 +257,7 @@ def paths() -> dict[str, dict]:
     )
     bundle.update(operationId="feed_bundle", tags=["feed"], security=router, parameters=[slug, *bundle["parameters"]])
     bundle["responses"].update(refused)
+    bundle["responses"]["404"] = _error("Nothing published yet, or no such URL (a slug of other characters).")
     status = {
         "operationId": "feed_status",
         "tags": ["feed"],
@@ -269,6 +270,7 @@ def paths() -> dict[str, dict]:
             "200": _json(_ref("StatusReceived"), "Recorded."),
             "400": _error("Not a status report: the fields at fault are named."),
             **refused,
+            "404": _error("No such URL (a slug of other characters)."),
             "413": _error(f"Larger than {MAX_STATUS_BYTES} bytes."),
         },
     }

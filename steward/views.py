@@ -246,14 +246,22 @@ def health(request: HttpRequest) -> HttpResponse:
     return render(request, "health.html", context, status=status)
 
 
+def _api_error(request: HttpRequest, detail: str, status: int) -> JsonResponse | None:
+    """The API's clients read JSON, also for a URL that matched nothing: ``{"detail": ...}``."""
+    return JsonResponse({"detail": detail}, status=status) if request.path.startswith("/api/") else None
+
+
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
-    return render(request, "errors/403.html", {"message": str(exception or "")}, status=403)
+    message = str(exception or "")
+    return _api_error(request, message or "You do not have permission to do this.", 403) or render(
+        request, "errors/403.html", {"message": message}, status=403
+    )
 
 
 def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
-    return render(request, "errors/404.html", status=404)
+    return _api_error(request, "Not found.", 404) or render(request, "errors/404.html", status=404)
 
 
 @login_not_required
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "errors/500.html", status=500)
+    return _api_error(request, "Server error.", 500) or render(request, "errors/500.html", status=500)

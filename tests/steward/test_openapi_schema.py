@@ -91,3 +91,19 @@ def test_drift_is_gone(schema) -> None:
             "properties"
         ]
     )
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nothing-here", "/api/v1/decisions/-1/chain", "/api/v1/trust/x.root.json", "/api/v1/tasks/a.b/"]
+)
+def test_an_api_url_that_matches_nothing_answers_the_documented_json_error(path, client_for, dave) -> None:
+    response = client_for(dave).get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_page_that_matches_nothing_is_still_a_page(client_for, dave) -> None:
+    response = client_for(dave).get("/registry/nothing-here/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
