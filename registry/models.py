@@ -750,9 +750,12 @@ class RunStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # Most cases got no answer (STEWARD_EVALUATION_ERRORED_SHARE): the run says nothing about the
+    # model, so it is never a version's latest score and never counts for a gate.
+    ERRORED = "errored", "Errored"
 
 
-FINISHED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+FINISHED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.ERRORED)
 
 
 class RunTrigger(models.TextChoices):

@@ -354,6 +354,10 @@ STEWARD_POLICY_GRACE_SECONDS = env_int("STEWARD_POLICY_GRACE_SECONDS", 900)
 
 # Evaluations
 STEWARD_EVALUATION_TIMEOUT = float(env_str("STEWARD_EVALUATION_TIMEOUT", "30"))
+# Before a run sends its first case, every endpoint it calls must accept a connection within this.
+STEWARD_EVALUATION_PREFLIGHT_TIMEOUT = float(env_str("STEWARD_EVALUATION_PREFLIGHT_TIMEOUT", "3"))
+# A run in which more than this share of the cases got no answer ends "errored", not "completed".
+STEWARD_EVALUATION_ERRORED_SHARE = float(env_str("STEWARD_EVALUATION_ERRORED_SHARE", "0.5"))
 # A PEM file of certificate authorities that model endpoints' TLS certificates may also chain to (a
 # private gateway's own CA), on top of the system's.
 STEWARD_EVALUATION_CA_BUNDLE = env_str("STEWARD_EVALUATION_CA_BUNDLE")

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import random
+import socket
 import ssl
 import time
 import urllib.request
@@ -78,6 +79,24 @@ class BoundKey:
         if not self.allows(url):
             raise CredentialRefused(refusal_for_host(self.env_var, self.hosts, url))
         return {"Authorization": f"Bearer {self.value}"} if self.value else {}
+
+
+def unreachable(url: str, timeout: float) -> str:
+    """Why nothing listens at the URL's host and port ("" when a TCP connection opens within ``timeout``).
+
+    Only a connection is opened and closed: no request, no key."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return f"{url} names no host"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return ""
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        if isinstance(error, TimeoutError | socket.timeout):
+            reason = f"no answer within {timeout:g} s"
+        return f"cannot reach {parts.hostname}:{port} ({reason})"
 
 
 def refusal_for_host(env_var: str, hosts, url: str) -> str:

@@ -39,7 +39,9 @@ def failed_schedule(run: EvaluationRun) -> str:
     portfolio suspends the version's cells where a policy set asks for it.
     """
     version = run.model_version
-    if run.trigger != RunTrigger.SCHEDULE or run.passed or version.status != Status.APPROVED:
+    if run.status != RunStatus.COMPLETED or run.trigger != RunTrigger.SCHEDULE or run.passed:
+        return ""  # an errored run (most cases unanswered) says nothing about the model
+    if version.status != Status.APPROVED:
         return ""
     return (
         f"Scheduled {run.suite.name} run #{run.pk} failed for approved {version.ref}: "

@@ -44,6 +44,7 @@ from .endpoints import (
     bind_key,
     client_for,
     endpoint_session,
+    unreachable,
 )
 
 RUN_PERMISSION = "registry.run_evaluationsuite"
@@ -164,8 +165,30 @@ def pending_case_ids(run: EvaluationRun) -> list[int]:
     return list(run.suite.cases.exclude(pk__in=done).order_by("position", "pk").values_list("pk", flat=True))
 
 
-def plan_run(run_id: int) -> list[list[int]]:
-    """Mark the run as running and split its remaining cases into chunks (empty when nothing is left)."""
+def preflight(run: EvaluationRun, base_url: str | None = None) -> str:
+    """Why the run cannot start ("" when it can): its keys are bound to their hosts, and every endpoint
+    it calls (the version's, the judge's) accepts a connection. Nothing is sent to find out."""
+    try:
+        bound_keys(run.suite, run.model_version, base_url)
+    except CredentialRefused as error:
+        return str(error)
+    for version in (run.model_version, run.suite.judge):
+        if version is None:
+            continue
+        if reason := unreachable(base_url or version.base_url, settings.STEWARD_EVALUATION_PREFLIGHT_TIMEOUT):
+            return f"Pre-flight check: {reason}; no case was sent"
+    return ""
+
+
+def plan_run(run_id: int, base_url: str | None = None) -> list[list[int]]:
+    """Mark the run as running and split its remaining cases into chunks (empty when nothing is left).
+
+    A run that has not started yet is checked first (``preflight``) and fails at once when its
+    endpoints cannot be reached, rather than after every case's retries."""
+    run = EvaluationRun.objects.select_related("suite__judge", "model_version").get(pk=run_id)
+    if run.status == RunStatus.QUEUED and (reason := preflight(run, base_url)):
+        fail_run(run, reason)
+        return []
     with transaction.atomic():
         run = EvaluationRun.objects.select_for_update().select_related("suite").get(pk=run_id)
         if run.is_finished:
@@ -389,20 +412,33 @@ def finish_run(run_id: int) -> EvaluationRun:
         run.latency_p95_ms = _percentile(latencies, 0.95)
         run.cost_micro_usd = totals["cost"] or 0
         run.cost_per_1k_micro_usd = int(run.cost_micro_usd * 1000 / len(answered)) if answered else None
-        run.status = RunStatus.COMPLETED
+        errored = run.total and run.errors > settings.STEWARD_EVALUATION_ERRORED_SHARE * run.total
+        run.status = RunStatus.ERRORED if errored else RunStatus.COMPLETED
         run.finished_at = timezone.now()
         run.last_progress_at = run.finished_at
-        if run.errors:
+        if errored:
+            run.passed = False
+            run.detail = (
+                f"{run.errors} of {run.total} cases failed to get an answer: the run is errored "
+                "and counts for no score and no gate"
+            )
+        elif run.errors:
             run.detail = f"{run.errors} of {run.total} cases failed to get an answer"
         run.save()
-        if run.latency_p50_ms is not None:
+        if run.latency_p50_ms is not None and not errored:
             ModelVersion.objects.filter(pk=run.model_version_id).update(
                 latency_p50_ms=run.latency_p50_ms, latency_p95_ms=run.latency_p95_ms
             )
         audit.record(
             "evaluation_run.finish",
             obj=run,
-            after={"score_bp": run.score_bp, "passed": run.passed, "errors": run.errors, "total": run.total},
+            after={
+                "status": run.status,
+                "score_bp": run.score_bp,
+                "passed": run.passed,
+                "errors": run.errors,
+                "total": run.total,
+            },
         )
     evaluation_run_finished.send(sender=EvaluationRun, run=run)
     return run
@@ -482,7 +518,7 @@ def start_runs_for_proposal(version: ModelVersion) -> list[EvaluationRun]:
 
 def run_inline(run: EvaluationRun, base_url: str | None = None) -> EvaluationRun:
     """Execute a run in this process, without workers (the demo seed; tests of the scoring path)."""
-    for chunk in plan_run(run.pk):
+    for chunk in plan_run(run.pk, base_url):
         run_chunk(run.pk, chunk, base_url, live=False)
     return EvaluationRun.objects.get(pk=run.pk)
 

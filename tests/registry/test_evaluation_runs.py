@@ -19,7 +19,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from demo.server import DemoServer, start_in_thread
-from registry.evaluation.runs import cancel_run, run_inline, start_run, watchdog
+from registry.evaluation.gates import failed_schedule
+from registry.evaluation.runs import cancel_run, finish_run, latest_runs, run_inline, start_run, watchdog
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, ModelVersion, RunStatus, Status
 from steward.celery import app
@@ -247,21 +248,60 @@ def test_429_answers_are_retried(roles, bob, demo_server, shared_worker) -> None
 
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
-def test_an_endpoint_that_is_down_counts_every_case_as_an_error_and_the_run_finishes(roles, bob, shared_worker) -> None:
+def test_an_endpoint_that_is_down_fails_the_run_at_its_pre_flight_check_and_no_case_is_sent(
+    roles, bob, shared_worker
+) -> None:
     suite = make_suite("endpoint-down", 6, concurrency=6)
-    version = demo_version(bob, "demo-swift", f"http://127.0.0.1:{closed_port()}/v1")
+    port = closed_port()
+    version = demo_version(bob, "demo-swift", f"http://127.0.0.1:{port}/v1")
 
     run = wait_for(start_run(suite, version, by=bob), finished)
 
+    assert run.status == RunStatus.FAILED
+    assert run.detail == f"Pre-flight check: cannot reach 127.0.0.1:{port} (Connection refused); no case was sent"
+    assert (run.done, run.errors, run.score_bp) == (0, 0, None)
+    assert not CaseResult.objects.filter(run=run).exists()
+    assert latest_runs(version) == []
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_cases_all_error_ends_errored_and_the_versions_latest_score_is_unchanged(
+    roles, bob, demo_server, shared_worker
+) -> None:
+    suite = make_suite("all-errored", 8, concurrency=4)
+    version = demo_version(bob, "demo-oracle", demo_server.url)
+    good = wait_for(start_run(suite, version, by=bob), finished)
+    assert good.status == RunStatus.COMPLETED and good.errors == 0
+    version.refresh_from_db()
+    latency = (version.latency_p50_ms, version.latency_p95_ms)
+    # The endpoint still answers, but no longer knows the model: every case gets a 400.
+    ModelVersion.objects.filter(pk=version.pk).update(provider_model_id="withdrawn-model")
+
+    run = wait_for(start_run(suite, version, by=bob), finished)
+
+    assert run.status == RunStatus.ERRORED
+    assert (run.done, run.errors, run.passed) == (8, 8, False)
+    assert run.detail == "8 of 8 cases failed to get an answer: the run is errored and counts for no score and no gate"
+    assert [r.pk for r in latest_runs(version)] == [good.pk]
+    version.refresh_from_db()
+    assert (version.latency_p50_ms, version.latency_p95_ms) == latency
+    assert failed_schedule(run) == ""
+
+
+@pytest.mark.django_db
+def test_a_run_with_a_minority_of_errors_completes_and_one_with_a_majority_is_errored(bob, demo_server) -> None:
+    suite = make_suite("half-errored", 4, concurrency=2)
+    version = demo_version(bob, "demo-oracle", demo_server.url)
+    run = run_inline(start_run(suite, version, by=bob, dispatch=False))
     assert run.status == RunStatus.COMPLETED
-    assert (run.done, run.errors, run.score_bp, run.passed) == (6, 6, 0, False)
-    assert run.detail == "6 of 6 cases failed to get an answer"
-    assert run.cost_per_1k_micro_usd is None and run.latency_p50_ms is None
-    errors = set(CaseResult.objects.filter(run=run).values_list("error", "attempts"))
-    assert len(errors) == 1
-    error, attempts = errors.pop()
-    assert error.startswith("cannot reach http://127.0.0.1:") and error.endswith("(after 4 attempts)")
-    assert attempts == 4
+    # The same run's figures again, with one case and then three of its four without an answer.
+    for errors, status in ((1, RunStatus.COMPLETED), (2, RunStatus.COMPLETED), (3, RunStatus.ERRORED)):
+        EvaluationRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, finished_at=None)
+        CaseResult.objects.filter(run=run).update(error="")
+        ids = list(CaseResult.objects.filter(run=run).order_by("pk").values_list("pk", flat=True))[:errors]
+        CaseResult.objects.filter(pk__in=ids).update(error="no answer")
+        assert finish_run(run.pk).status == status, errors
 
 
 @pytest.mark.celery_worker
