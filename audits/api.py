@@ -19,11 +19,13 @@ from rest_framework.response import Response
 from portfolio.feed import router_from_request, unauthorised
 from portfolio.models import Router
 from steward.api import requires
+from steward.parsers import JSONBodyError, parse_json_batch
 
 from .chain import chain_json
 from .checkpoints import CHECKPOINT_PAYLOAD_TYPE, statement_time
 from .decisions import MAX_BATCH, MAX_BODY_BYTES, ForeignPolicySet, ingest
 from .models import AuditCheckpoint, AuditKey, DecisionRecord
+from .records import MAX_RECORD_DEPTH
 
 CHECKPOINT_PAGE = 1000
 
@@ -144,16 +146,19 @@ def decisions(request: HttpRequest) -> HttpResponse:
     identity = router_from_request(request)
     if identity is None:
         return unauthorised()
-    length = int(request.headers.get("Content-Length") or 0)
-    if length > MAX_BODY_BYTES:
-        return JsonResponse({"detail": f"The body may be at most {MAX_BODY_BYTES // (1024 * 1024)} MB."}, status=413)
+    too_large = JsonResponse({"detail": f"The body may be at most {MAX_BODY_BYTES // (1024 * 1024)} MB."}, status=413)
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return too_large
     body = request.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
-        return JsonResponse({"detail": f"The body may be at most {MAX_BODY_BYTES // (1024 * 1024)} MB."}, status=413)
+        return too_large
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return JsonResponse({"records": ['The body must be JSON: {"records": [...]}.']}, status=400)
+        # Depth and text are checked record by record (audits.records), so one bad record loses no others.
+        document = parse_json_batch(body, "records", MAX_RECORD_DEPTH)
+    except JSONBodyError as error:
+        messages = ['The body must be JSON: {"records": [...]}.', *error.errors["detail"]]
+        return JsonResponse({"records": messages}, status=400)
     if not isinstance(document, dict) or not isinstance(document.get("records"), list):
         return JsonResponse({"records": ["Required: a list of decision records."]}, status=400)
     records = document["records"]

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from compliance.models import DataClassification, StorageRule
 from portfolio.models import PolicyVersion, Router
@@ -26,13 +24,10 @@ from portfolio.models import PolicyVersion, Router
 from .events import record as audit_record
 from .judging import PolicyBook
 from .models import DecisionRecord, Violation, ViolationKind
+from .records import MAX_CONTENT_CHARS, check_record  # noqa: F401 - MAX_CONTENT_CHARS: the schema reads it here
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 32 * 1024 * 1024
-MAX_CONTENT_CHARS = 1_000_000
-INT_FIELDS = ("latency_ms", "input_tokens", "output_tokens", "cost_micro_usd")
-STRING_FIELDS = ("task", "classification", "model")
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ForeignPolicySet(Exception):
@@ -56,70 +51,10 @@ class IngestResult:
         }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def validate_record(raw: Any) -> tuple[dict | None, dict[str, list[str]]]:
-    """A clean record, or the errors by field."""
-    if not isinstance(raw, dict):
-        return None, {"non_field_errors": ["Each record must be a JSON object."]}
-    errors: dict[str, list[str]] = {}
-    clean: dict[str, Any] = {}
-    request_id = raw.get("request_id")
-    if not isinstance(request_id, str) or not request_id.strip() or len(request_id) > 128:
-        errors["request_id"] = ["Required: a non-empty string of at most 128 characters."]
-    else:
-        clean["request_id"] = request_id.strip()
-    occurred = raw.get("occurred_at")
-    parsed = parse_datetime(occurred) if isinstance(occurred, str) else None
-    if parsed is None or parsed.tzinfo is None:
-        errors["occurred_at"] = ["Required: an RFC 3339 time with a time zone, e.g. 2026-11-28T12:00:00Z."]
-    else:
-        clean["occurred_at"] = parsed
-    for name in STRING_FIELDS:
-        value = raw.get(name)
-        if not isinstance(value, str) or not value.strip() or len(value) > 200:
-            errors[name] = ["Required: a non-empty string."]
-        else:
-            clean[name] = value.strip()
-    version = raw.get("policy_version")
-    if not _is_int(version) or version < 1:
-        errors["policy_version"] = ["Required: the policy version number (an integer of at least 1)."]
-    else:
-        clean["policy_version"] = version
-    for name in ("fallback_used", "escalated"):
-        value = raw.get(name, False)
-        if not isinstance(value, bool):
-            errors[name] = ["Must be true or false."]
-        else:
-            clean[name] = value
-    for name in INT_FIELDS:
-        value = raw.get(name)
-        if not _is_int(value) or value < 0 or value > 2**62:
-            errors[name] = ["Required: a non-negative integer."]
-        else:
-            clean[name] = value
-    for name in ("input", "output"):
-        value = raw.get(name, "")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            errors[name] = ["Must be a string."]
-        elif len(value) > MAX_CONTENT_CHARS:
-            errors[name] = [f"At most {MAX_CONTENT_CHARS} characters."]
-        else:
-            clean[name] = value
-    for name in ("input_sha256", "output_sha256"):
-        # A router may send only the digest of content it must not let out (digest-only classifications).
-        value = raw.get(name) or ""
-        if not isinstance(value, str) or (value and not SHA256_HEX.fullmatch(value)):
-            errors[name] = ["Must be the lowercase hex SHA-256 of the content (64 characters)."]
-        else:
-            clean[name] = value
-    if "policy_set" in raw and not isinstance(raw["policy_set"], str):
-        errors["policy_set"] = ["Must be a string."]
-    return (None, errors) if errors else (clean, {})
+    """A clean record, or the errors by field (the record's shape and bounds: ``audits.records``)."""
+    record, errors = check_record(raw)
+    return (record.model_dump(), {}) if record is not None else (None, errors)
 
 
 def _digest(text: str) -> str:
@@ -137,6 +72,8 @@ def ingest(router: Router, records: Any) -> IngestResult:
         record, errors = validate_record(raw)
         if errors:
             request_id = raw.get("request_id") if isinstance(raw, dict) else None
+            if not isinstance(request_id, str):
+                request_id = None  # echo back only what identifies the record, never a nested value
             result.errors.append({"index": index, "request_id": request_id, "errors": errors})
         else:
             clean.append((index, record))

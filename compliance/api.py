@@ -11,13 +11,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from registry.filters import ModelVersionFilter
 from registry.models import ModelVersion, Provider
 from steward.api import requires
+from steward.parsers import FormParser, JSONParser, MultiPartParser
 
 from .matrix import CellState, Matrix, Verdict, check
 from .models import (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 import secrets
 import threading
@@ -28,6 +27,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
 from audits import events as audit
+from steward.columns import integer_range
+from steward.parsers import JSONBodyError, parse_json
 
 from .models import PolicyRelease, PolicySet, PolicyVersion, Router, RouterReport, TrustRoot
 
@@ -279,9 +280,12 @@ def status(request: HttpRequest, slug: str) -> HttpResponse:
     if len(request.body) > MAX_STATUS_BYTES:
         return JsonResponse({"detail": f"A status report may be at most {MAX_STATUS_BYTES} bytes."}, status=413)
     try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return JsonResponse({"non_field_errors": ["The body must be a JSON object."]}, status=400)
+        body = parse_json(request.body or b"null")
+    except JSONBodyError as error:
+        if "detail" in error.errors:
+            messages = ["The body must be a JSON object.", *error.errors["detail"]]
+            return JsonResponse({"non_field_errors": messages}, status=400)
+        return JsonResponse(error.errors, status=400)
     errors = _status_errors(body)
     if errors:
         return JsonResponse(errors, status=400)
@@ -323,13 +327,15 @@ def _status_errors(body: object) -> dict[str, list[str]]:
         errors["status"] = ["Must be 'ack' or 'nack'."]
     for field in ("version", "trust_version"):
         value = body.get(field)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            errors[field] = ["Must be a non-negative integer (or null)."]
+        _, most = integer_range(RouterReport, field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most):
+            errors[field] = [f"Must be a non-negative integer of at most {most}, what the column holds (or null)."]
     if str(body.get("status", "")).lower() == "ack" and body.get("version") is None:
         errors["version"] = ["An ACK names the version applied."]
     for field in SPOOL_FIELDS:
         value = body.get(field)
-        most = 2**62 if field == "spool_bytes" else 2**31 - 1  # what the router's columns hold
+        # The spool's age is kept as the time of its oldest record; a 32-bit count of seconds is 68 years.
+        _, most = integer_range(Router, "spool_records" if field == "spool_age_seconds" else field)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most):
             errors[field] = [f"Must be a non-negative integer of at most {most} (or absent)."]
     error = body.get("error")

@@ -59,6 +59,41 @@ class RequestIdMiddleware:
         return response
 
 
+class NulCharacterMiddleware:
+    """Answer 400 when the path or a query parameter holds a NUL character (``?status=%00``).
+
+    No column can store one (PostgreSQL text refuses it), so no slug or filter could match it; refusing
+    it here keeps every lookup and filter of every page and API from sending it to the database.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            refused = self._refuse(request)
+            if refused is not None:
+                return refused
+        return self.get_response(request)
+
+    @staticmethod
+    def _refuse(request: HttpRequest) -> HttpResponse | None:
+        message = "Null characters are not allowed."
+        errors: dict[str, list[str]] = {}
+        if "\x00" in request.path:
+            errors["path"] = [f"The URL's path holds a NUL character (%00). {message}"]
+        for key, values in request.GET.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                errors[key.replace("\x00", "\\u0000")] = [message]
+        if not errors:
+            return None
+        if request.path.startswith("/api/"):
+            return JsonResponse(errors, status=400)
+        text = "\n".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items())
+        return HttpResponse(text, status=400, content_type="text/plain; charset=utf-8")
+
+
 # Endpoints that accept more than the default and enforce their own limit on what they read.
 LARGE_BODY_PATHS = {"/api/v1/decisions": 32 * 1024 * 1024}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, QueryDict
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 500
@@ -28,6 +31,42 @@ def page_size(request: HttpRequest, default: int = PAGE_SIZE) -> int:
     except ValueError:
         return default
     return max(1, min(size, MAX_PAGE_SIZE))
+
+
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+class ApiPagination(LimitOffsetPagination):
+    """``?limit=`` (1 to MAX_PAGE_SIZE) and ``?offset=`` for every API list; anything else is a 400
+    naming the parameter, never a silent default nor a LIMIT the database cannot hold."""
+
+    max_limit = MAX_PAGE_SIZE
+
+    def _whole_number(self, request, name: str, least: int, most: int | None) -> int | None:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return None
+        value = int(raw) if WHOLE_NUMBER.fullmatch(raw) else None
+        if value is None or value < least or (most is not None and value > most):
+            rule = f"from {least} to {most}" if most is not None else f"{least} or more"
+            raise ValidationError({name: [f"Must be a whole number {rule}; got {raw[:40]!r}."]})
+        return value
+
+    def get_limit(self, request) -> int:
+        limit = self._whole_number(request, self.limit_query_param, 1, self.max_limit)
+        return self.default_limit if limit is None else limit
+
+    def get_offset(self, request) -> int:
+        return self._whole_number(request, self.offset_query_param, 0, None) or 0
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.limit_query_param:
+                parameter["schema"].update({"minimum": 1, "maximum": self.max_limit, "default": self.default_limit})
+            elif parameter["name"] == self.offset_query_param:
+                parameter["schema"].update({"minimum": 0, "maximum": 10**18 - 1})
+        return parameters
 
 
 # --- keyset pages ---------------------------------------------------------------------------------

@@ -445,7 +445,7 @@ def test_token_use_is_recorded(bob):
         ("dave", "get", "/api/v1/model-versions/not-a-pk", None, None, 404),
         ("dave", "get", "/api/v1/nothing-here", None, None, 404),
         ("dave", "get", "/api/v1/model-versions?sort=nonsense&status=nonsense", None, None, 400),
-        ("dave", "get", "/api/v1/model-versions?limit=abc&offset=-5", None, None, 200),
+        ("dave", "get", "/api/v1/model-versions?limit=abc&offset=-5", None, None, 400),
         ("dave", "get", "/registry/versions/999999/", None, None, 404),
         ("dave", "get", "/registry/?sort=nonsense&page=abc", None, None, 200),
         ("alice", "post", "/registry/versions/999999/approve/", "comment=ok", "application/x-www-form-urlencoded", 404),

@@ -1,0 +1,182 @@
+"""The decision record as routers send it: one pydantic model, its bounds read from the columns of
+``DecisionRecord`` (lengths, integer ranges), so that nothing it accepts can fail to be stored.
+
+``check_record`` answers one record of a batch: the clean values, or the errors by field in
+Steward's words (``{"field": ["message"]}``), each naming the rule that was broken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from steward.columns import integer_range, max_length, unstorable_text
+from steward.parsers import MAX_DEPTH, Unreadable, depth, too_deep_message
+
+from .models import DecisionRecord
+
+MAX_CONTENT_CHARS = 1_000_000
+MAX_RECORD_DEPTH = MAX_DEPTH - 2  # inside the batch's object and its list of records
+TIME_EXAMPLE = "2026-11-28T12:00:00Z"
+
+
+def _storable(value: str) -> str:
+    if reason := unstorable_text(value):
+        raise PydanticCustomError("unstorable_text", reason)
+    return value
+
+
+def _text(column: str, what: str) -> Any:
+    """A required, stripped, non-empty string no longer than the column ``column``."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length(DecisionRecord, column)),
+        AfterValidator(_storable),
+        Field(description=f"{what}; at most {max_length(DecisionRecord, column)} characters."),
+    ]
+
+
+def _count(column: str, what: str, least: int = 0) -> Any:
+    """A whole number from ``least`` (or the column's minimum, if higher) to the column's maximum."""
+    low, high = integer_range(DecisionRecord, column)
+    low = max(low, least)
+    return Annotated[int, Field(ge=low, le=high, description=f"{what}; a whole number from {low} to {high}.")]
+
+
+def _time_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "time_type", "Required: an RFC 3339 time with a time zone, e.g. {example}.", {"example": TIME_EXAMPLE}
+        )
+    return value
+
+
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError(
+            "time_zone", "Needs a time zone (Z or an offset), e.g. {example}.", {"example": TIME_EXAMPLE}
+        )
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a real time, but it falls after year 9999 in UTC.
+        raise PydanticCustomError("time_range", "Must fall between the years 1 and 9999 in UTC.") from None
+
+
+def _content(value: Any) -> Any:
+    return "" if value is None else value
+
+
+Content = Annotated[
+    str,
+    BeforeValidator(_content),
+    StringConstraints(max_length=MAX_CONTENT_CHARS),
+    AfterValidator(_storable),
+]
+Digest = Annotated[
+    str,
+    BeforeValidator(_content),
+    StringConstraints(pattern=r"^([0-9a-f]{64})?$", max_length=max_length(DecisionRecord, "input_sha256")),
+    Field(description="The lowercase hex SHA-256 of content a router must not let out (digest-only data)."),
+]
+
+
+class DecisionRecordIn(BaseModel):
+    """One decision record of a ``POST /api/v1/decisions`` batch (docs/policy-feed.md)."""
+
+    # Strict: "5" is not a number and 1 is not true; unknown members are ignored, so routers can add fields.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    request_id: _text("request_id", "The router's id for the request, unique per router")
+    occurred_at: Annotated[
+        dt.datetime,
+        BeforeValidator(_time_text),
+        AfterValidator(_in_utc),
+        Field(strict=False, description=f"When the router decided: RFC 3339 with a time zone ({TIME_EXAMPLE})."),
+    ]
+    task: _text("task", "The task slug")
+    classification: _text("classification", "The data classification slug")
+    model: _text("model", "The model version used, provider/model@version")
+    policy_version: _count("policy_version", "The policy version the router applied", least=1)
+    fallback_used: bool = False
+    escalated: bool = False
+    latency_ms: _count("latency_ms", "Milliseconds the model took")
+    input_tokens: _count("input_tokens", "Input tokens")
+    output_tokens: _count("output_tokens", "Output tokens")
+    cost_micro_usd: _count("cost_micro_usd", "What the request cost, in micro-USD")
+    input: Content = ""
+    output: Content = ""
+    input_sha256: Digest = ""
+    output_sha256: Digest = ""
+    policy_set: Annotated[str, AfterValidator(_storable)] | None = None
+
+
+FIELD_DESCRIPTIONS = {name: field.description or "" for name, field in DecisionRecordIn.model_fields.items()}
+EXPECTED = {
+    "fallback_used": "true or false",
+    "escalated": "true or false",
+    "input": "a string (or null)",
+    "output": "a string (or null)",
+    "policy_set": "a string",
+}
+
+
+def _message(field: str, error: dict) -> str:
+    """Steward's message for one pydantic error: what was wrong and the rule that holds."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    rule = FIELD_DESCRIPTIONS.get(field, "").rstrip(".")
+    expected = EXPECTED.get(field) or rule[:1].lower() + rule[1:]
+    if kind in ("unstorable_text", "time_type", "time_zone", "time_range"):
+        return error["msg"]
+    if kind in ("missing", "string_too_short"):
+        return f"Required: {expected}."
+    if kind == "string_too_long":
+        return f"At most {ctx['max_length']} characters, what the column holds."
+    if kind == "less_than_equal":
+        return f"At most {ctx['le']}, what the column holds."
+    if kind == "greater_than_equal":
+        return f"At least {ctx['ge']}."
+    if kind == "string_unicode":
+        return "Must be valid Unicode text: a lone surrogate (\\ud800 to \\udfff) cannot be stored."
+    if kind.startswith("datetime"):
+        return f"Must be a real time in RFC 3339 with a time zone, e.g. {TIME_EXAMPLE} ({ctx.get('error', kind)})."
+    return f"Must be {expected}."
+
+
+def check_record(raw: Any) -> tuple[DecisionRecordIn | None, dict[str, list[str]]]:
+    """A clean record, or the errors by field."""
+    if isinstance(raw, Unreadable):
+        return None, {"non_field_errors": [_sentence(raw.reason)]}
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": ["Each record must be a JSON object."]}
+    if depth(raw, MAX_RECORD_DEPTH) > MAX_RECORD_DEPTH:
+        return None, {"non_field_errors": [too_deep_message(MAX_RECORD_DEPTH)]}
+    try:
+        return DecisionRecordIn.model_validate(raw), {}
+    except ValidationError as invalid:
+        errors: dict[str, list[str]] = {}
+        for error in invalid.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "non_field_errors"
+            message = _message(field, error)
+            if message not in errors.setdefault(field, []):
+                errors[field].append(message)
+        for field, value in raw.items():
+            if isinstance(value, Unreadable) and field in errors:
+                errors[field] = [_sentence(value.reason)]
+        return None, errors
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:].rstrip(".") + "."
