@@ -41,6 +41,8 @@ class CellDenyForm(forms.Form):
 
 class CellSuspendForm(forms.Form):
     reason = _text("Reason", "A reason is required to suspend a cell.", "Why? (required)")
+    # Sent by the confirmation step, once the officer has seen which published routes use the cell.
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 class CellResumeForm(forms.Form):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -30,6 +31,26 @@ from ..models import (
     MatrixCell,
 )
 from .matrix import VIEW_MATRIX, cell_html
+
+# --- what uses a cell: announced by the floors above ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellUse:
+    """Something that relies on a cell being usable, e.g. a route of a current published policy."""
+
+    label: str
+    url: str
+
+
+# Filled by the apps above (portfolio: the routes of current published policies through the cell).
+# Each takes the version and the classification and returns what uses that pair.
+CELL_USES: list[Callable[[ModelVersion, DataClassification], list[CellUse]]] = []
+
+
+def cell_uses(version: ModelVersion, classification: DataClassification) -> list[CellUse]:
+    return [use for find in CELL_USES for use in find(version, classification)]
+
 
 # --- one cell: its panel and the actions on it ---------------------------------------------------
 
@@ -88,8 +109,10 @@ def _panel_context(
     classification: DataClassification,
     bound: tuple[str, object] | None = None,
     done: str = "",
+    confirm_suspend: bool = False,
 ) -> dict:
     verdict = check(version, classification)
+    uses = cell_uses(version, classification)
     # The full cell, with its people, for the panel and its history.
     cell = (
         MatrixCell.objects.select_related("decided_by", "requested_by", "suspended_by").get(pk=verdict.cell.pk)
@@ -124,6 +147,8 @@ def _panel_context(
         "own_request": bool(cell and cell.requested_by_id == request.user.pk and request.user.has_perm(REVIEW_CELLS)),
         "done": done,
         "in_matrix": bool(request.htmx),
+        "uses": uses,
+        "confirm_suspend": confirm_suspend and bool(uses),
     }
 
 
@@ -147,6 +172,11 @@ def _act(request: HttpRequest, version_pk: int, classification_slug: str, action
     form = CELL_FORMS[action](request.POST, auto_id=f"{action}_%s")
     status = 400
     if form.is_valid():
+        if action == "suspend" and not form.cleaned_data["confirm"] and cell_uses(version, classification):
+            # A confirmation step first: say which published routes go through the cell.
+            context = _panel_context(request, version, classification, bound=(action, form), confirm_suspend=True)
+            template = "compliance/_cell_panel.html" if request.htmx else "compliance/cell.html"
+            return render(request, template, context)
         cell = MatrixCell.for_pair(version, classification)
         try:
             CELL_ACTIONS[action](cell, request.user, form.cleaned_data)
