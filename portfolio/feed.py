@@ -3,13 +3,21 @@
 The poll path is built to be cheap: the router token and the current release's ETag come from
 memory (then the shared cache, then the database), a matching ``If-None-Match`` is answered 304
 without touching the ORM, and "last seen" is kept in memory and written to the database in one
-batch at most every ``LAST_SEEN_FLUSH_SECONDS``, never once per poll.
+batch every ``STEWARD_FEED_LAST_SEEN_FLUSH_SECONDS`` by a background thread, never by a poll.
+
+When the shared cache (Redis) does not answer, the feed reads the database and remembers in memory
+as before, so a revoked token stops working within ``STEWARD_FEED_TOKEN_MEMORY_SECONDS`` either way;
+it stops asking the cache until the background thread sees it answer again and has forgotten what
+changed meanwhile (tokens revoked, releases published). When the database does not answer, a poll
+is answered from what memory and the cache hold (docs/operations.md, "When a service is down").
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
+import os
 import re
 import secrets
 import threading
@@ -19,7 +27,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Max, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -27,15 +35,18 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
 from audits import events as audit
+from steward import degraded
 from steward.columns import integer_range
 from steward.parsers import JSONBodyError, parse_json
 
 from .models import PolicyRelease, PolicySet, PolicyVersion, Router, RouterReport, TrustRoot
 
 ROUTER_TOKEN_PREFIX = "swr_"
-TOKEN_MEMORY_SECONDS = 15.0  # a revoked token stops working within this long in every process
 RELEASE_MEMORY_SECONDS = 1.0  # a new release reaches every process within this long
-LAST_SEEN_FLUSH_SECONDS = 30.0
+# What changed in the database while the cache did not answer is forgotten from the cache when it
+# answers again: changes since this long before the first failure this process saw.
+CACHE_OUTAGE_SLACK_SECONDS = 60.0
+HOUSEKEEPING_TICK_SECONDS = 1.0
 MAX_STATUS_BYTES = 64 * 1024
 MEMORY_ENTRIES = 10_000
 # Optional members of a status report: what the router's decision spool holds (docs/policy-feed.md).
@@ -62,6 +73,14 @@ _tokens: dict[str, tuple[float, RouterIdentity | None]] = {}
 _releases: dict[str, tuple[float, CachedRelease | None]] = {}
 _seen: dict[int, float] = {}
 _last_flush = time.monotonic()
+_cache_down_since: float | None = None  # Unix time of the first cache failure not yet recovered from
+_housekeeper: tuple[int, threading.Thread] | None = None  # (process id, thread)
+logger = logging.getLogger(__name__)
+
+
+def token_memory_seconds() -> float:
+    """A revoked token stops working within this long in every process, with or without the cache."""
+    return float(settings.STEWARD_FEED_TOKEN_MEMORY_SECONDS)
 
 
 def hash_router_token(raw: str) -> str:
@@ -76,28 +95,39 @@ def new_router_token() -> str:
 
 
 def identify(raw_token: str) -> RouterIdentity | None:
-    """The router a token belongs to (None for unknown or revoked), remembered briefly in memory."""
+    """The router a token belongs to (None for unknown or revoked), remembered briefly in memory.
+
+    When the database does not answer, the last identity this process remembers for the token is
+    used however old (a token cannot be revoked while the database is down); with none, the
+    database's error propagates (503).
+    """
     token_hash = hash_router_token(raw_token)
     now = time.monotonic()
     remembered = _tokens.get(token_hash)
     if remembered is not None and remembered[0] > now:
         return _unexpired(remembered[1])
     key = f"feed:token:{token_hash}"
-    identity = cache.get(key, _MISSING)
+    identity = _cache_get(key)
     if identity is _MISSING:
-        router = (
-            Router.objects.filter(token_hash=token_hash, revoked_at__isnull=True)
-            .values_list("pk", "policy_set__slug", "token_expires_at")
-            .first()
-        )
+        try:
+            router = (
+                Router.objects.filter(token_hash=token_hash, revoked_at__isnull=True)
+                .values_list("pk", "policy_set__slug", "token_expires_at")
+                .first()
+            )
+        except Exception as error:
+            if remembered is None or not degraded.is_database_outage(error):
+                raise
+            degraded.noted("database", error)
+            return _unexpired(remembered[1])
         identity = (
             RouterIdentity(router[0], router[1], router[2].timestamp() if router[2] else None) if router else None
         )
-        cache.set(key, identity, _shared_cache_seconds())
+        _cache_set(key, identity, _shared_cache_seconds())
     with _lock:
         if len(_tokens) > MEMORY_ENTRIES:
             _tokens.clear()  # many unknown tokens: someone is guessing; start again rather than grow
-        _tokens[token_hash] = (now + TOKEN_MEMORY_SECONDS, identity)
+        _tokens[token_hash] = (now + token_memory_seconds(), identity)
     return _unexpired(identity)
 
 
@@ -115,11 +145,11 @@ def _cache_is_shared() -> bool:
 
 def _shared_cache_seconds() -> float:
     # A per-process cache cannot hear of a revocation in another process: keep entries as short as memory's.
-    return 300 if _cache_is_shared() else TOKEN_MEMORY_SECONDS
+    return 300 if _cache_is_shared() else token_memory_seconds()
 
 
 def forget_token(token_hash: str) -> None:
-    cache.delete(f"feed:token:{token_hash}")
+    _cache_delete(f"feed:token:{token_hash}")
     _tokens.pop(token_hash, None)
 
 
@@ -156,22 +186,32 @@ def _router_for_set(request: HttpRequest, slug: str) -> RouterIdentity | HttpRes
 
 
 def current_release(slug: str) -> CachedRelease | None:
-    """The policy set's current signed release, from memory, the shared cache or the database."""
+    """The policy set's current signed release, from memory, the shared cache or the database.
+
+    When the database does not answer, the last release this process remembers is served however
+    old (nothing can be published while the database is down).
+    """
     now = time.monotonic()
     remembered = _releases.get(slug)
     if remembered is not None and remembered[0] > now:
         return remembered[1]
     key = f"feed:release:{slug}"
-    release = cache.get(key, _MISSING)
+    release = _cache_get(key)
     if release is _MISSING:
-        row = (
-            PolicyRelease.objects.filter(policy_version__policy_set__slug=slug)
-            .order_by("-policy_version__number")
-            .values_list("sha256", "policy_version__number", "envelope")
-            .first()
-        )
+        try:
+            row = (
+                PolicyRelease.objects.filter(policy_version__policy_set__slug=slug)
+                .order_by("-policy_version__number")
+                .values_list("sha256", "policy_version__number", "envelope")
+                .first()
+            )
+        except Exception as error:
+            if remembered is None or not degraded.is_database_outage(error):
+                raise
+            degraded.noted("database", error)
+            return remembered[1]
         release = CachedRelease(f'"{row[0]}"', row[1], bytes(row[2])) if row else None
-        cache.set(key, release, 3600 if _cache_is_shared() else RELEASE_MEMORY_SECONDS)
+        _cache_set(key, release, 3600 if _cache_is_shared() else RELEASE_MEMORY_SECONDS)
     with _lock:
         if len(_releases) > MEMORY_ENTRIES:
             _releases.clear()
@@ -181,22 +221,98 @@ def current_release(slug: str) -> CachedRelease | None:
 
 def forget_release(slug: str) -> None:
     """Called when a release is published: the next poll reads the new one."""
-    cache.delete(f"feed:release:{slug}")
+    _cache_delete(f"feed:release:{slug}")
     _releases.pop(slug, None)
+
+
+# --- the shared cache, which may not answer -------------------------------------------------------
+
+
+def _cache_failed(error: Exception) -> None:
+    global _cache_down_since
+    with _lock:
+        if _cache_down_since is None:
+            _cache_down_since = time.time()
+    degraded.noted("cache", error)
+    _start_housekeeping()
+
+
+def _cache_get(key: str):
+    """The cached value, or ``_MISSING`` when it is absent or the cache does not answer."""
+    if _cache_down_since is not None:
+        return _MISSING
+    try:
+        return cache.get(key, _MISSING)
+    except Exception as error:  # noqa: BLE001 - whatever the backend raises: read the database instead
+        _cache_failed(error)
+        return _MISSING
+
+
+def _cache_set(key: str, value, timeout: float) -> None:
+    if _cache_down_since is not None:
+        return
+    try:
+        cache.set(key, value, timeout)
+    except Exception as error:  # noqa: BLE001
+        _cache_failed(error)
+
+
+def _cache_delete(key: str) -> None:
+    # While the cache is down a delete is not tried: the recovery forgets everything that changed.
+    if _cache_down_since is not None:
+        return
+    try:
+        cache.delete(key)
+    except Exception as error:  # noqa: BLE001
+        _cache_failed(error)
+
+
+def _recover_cache() -> bool:
+    """When the cache answers again, forget what changed while it did not; True once done.
+
+    Until then the feed keeps reading the database: the cache may still hold a token revoked or a
+    release replaced during the outage.
+    """
+    global _cache_down_since
+    since = _cache_down_since
+    if since is None:
+        return True
+    try:
+        cache.get("feed:probe")
+    except Exception as error:  # noqa: BLE001
+        degraded.noted("cache", error)
+        return False
+    changed_since = dt.datetime.fromtimestamp(since - CACHE_OUTAGE_SLACK_SECONDS, tz=dt.UTC)
+    revoked = Router.objects.filter(revoked_at__gte=changed_since).values_list("token_hash", flat=True)
+    published = PolicyRelease.objects.filter(issued_at__gte=changed_since).values_list(
+        "policy_version__policy_set__slug", flat=True
+    )
+    keys = [f"feed:token:{token_hash}" for token_hash in revoked]
+    keys += [f"feed:release:{slug}" for slug in set(published)]
+    try:
+        cache.delete_many(keys)
+    except Exception as error:  # noqa: BLE001
+        degraded.noted("cache", error)
+        return False
+    with _lock:
+        _cache_down_since = None
+    degraded.recovered("cache")
+    return True
 
 
 # --- last seen ----------------------------------------------------------------------------------
 
 
 def _saw(router_id: int) -> None:
-    global _last_flush
     _seen[router_id] = time.time()
-    if time.monotonic() - _last_flush >= LAST_SEEN_FLUSH_SECONDS:
-        flush_last_seen()
+    _start_housekeeping()
 
 
 def flush_last_seen() -> int:
-    """Write the remembered "last seen" times in one batch; returns how many routers were written."""
+    """Write the remembered "last seen" times in one batch; returns how many routers were written.
+
+    When the database does not answer, the times are kept for the next flush and the error raised.
+    """
     global _last_flush
     with _lock:
         seen = dict(_seen)
@@ -204,13 +320,53 @@ def flush_last_seen() -> int:
         _last_flush = time.monotonic()
     if not seen:
         return 0
-    routers = list(Router.objects.filter(pk__in=seen).only("pk", "last_seen_at"))
-    for router in routers:
-        moment = dt.datetime.fromtimestamp(seen[router.pk], tz=dt.UTC)
-        if router.last_seen_at is None or moment > router.last_seen_at:
-            router.last_seen_at = moment
-    Router.objects.bulk_update(routers, ["last_seen_at"])
+    try:
+        routers = list(Router.objects.filter(pk__in=seen).only("pk", "last_seen_at"))
+        for router in routers:
+            moment = dt.datetime.fromtimestamp(seen[router.pk], tz=dt.UTC)
+            if router.last_seen_at is None or moment > router.last_seen_at:
+                router.last_seen_at = moment
+        Router.objects.bulk_update(routers, ["last_seen_at"])
+    except Exception:
+        with _lock:
+            for router_id, moment in seen.items():
+                _seen[router_id] = max(moment, _seen.get(router_id, 0.0))
+        raise
     return len(routers)
+
+
+def _housekeeping() -> None:
+    """This process's feed thread: flush "last seen", and recover from a cache outage."""
+    while True:
+        time.sleep(HOUSEKEEPING_TICK_SECONDS)
+        try:
+            if _cache_down_since is not None:
+                _recover_cache()
+            if time.monotonic() - _last_flush >= settings.STEWARD_FEED_LAST_SEEN_FLUSH_SECONDS:
+                flush_last_seen()
+        except Exception as error:  # noqa: BLE001 - the thread must outlive an outage
+            if degraded.is_database_outage(error):
+                degraded.noted("database", error)
+            else:
+                logger.exception("the feed's housekeeping failed; trying again")
+        finally:
+            # A connection held between ticks would be one per process that nothing else uses.
+            connections.close_all()
+
+
+def _start_housekeeping() -> None:
+    """Start this process's feed thread once (after a fork, the child starts its own)."""
+    global _housekeeper
+    running = _housekeeper
+    if running is not None and running[0] == os.getpid() and running[1].is_alive():
+        return
+    with _lock:
+        running = _housekeeper
+        if running is not None and running[0] == os.getpid() and running[1].is_alive():
+            return
+        thread = threading.Thread(target=_housekeeping, name="steward-feed", daemon=True)
+        _housekeeper = (os.getpid(), thread)
+    thread.start()
 
 
 # --- conditional requests (RFC 9110, section 13.1.2) ----------------------------------------------

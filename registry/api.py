@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
+from django.db import IntegrityError
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -19,6 +28,7 @@ from .evaluation.suites import SuiteFormatError, export_suite, import_suite, lin
 from .filters import ModelVersionFilter
 from .models import (
     ACTIONS,
+    IDEMPOTENCY_KEY_LENGTH,
     REVIEW_CREDENTIALS,
     EndpointCredential,
     EvaluationRun,
@@ -332,6 +342,9 @@ class RunCreate(serializers.Serializer):
     )
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{IDEMPOTENCY_KEY_LENGTH - 2}}}[\x21-\x7e])?")
+
 CanRunEvaluations = requires(RUN_PERMISSION, "Only engineers and officers can start or cancel evaluation runs.")
 
 
@@ -365,14 +378,68 @@ class EvaluationRunViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         return Response(run_json(self.get_object()))
 
-    @extend_schema(request=RunCreate, responses={201: EvaluationRunOut})
+    @extend_schema(
+        request=RunCreate,
+        responses={
+            201: EvaluationRunOut,
+            422: OpenApiResponse(OpenApiTypes.OBJECT, description="The Idempotency-Key started another run."),
+            503: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="The task queue does not answer: nothing was started (Retry-After says when to retry).",
+            ),
+        },
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description=(
+                    "A key of your choosing (at most 255 printable ASCII characters). A retry with the same "
+                    "key returns the run the first request started (header Idempotent-Replayed: true) "
+                    "instead of starting another; the same key for a different suite or version is 422."
+                ),
+            )
+        ],
+    )
     def create(self, request):
+        key = request.headers.get(IDEMPOTENCY_HEADER, "")
+        if key and not IDEMPOTENCY_KEY.fullmatch(key):
+            message = f"At most {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters, without spaces at either end."
+            return Response({IDEMPOTENCY_HEADER: [message]}, status=status.HTTP_400_BAD_REQUEST)
         data = RunCreate(data=request.data)
         data.is_valid(raise_exception=True)
-        run = start_run(
-            data.validated_data["suite"], data.validated_data["model_version"], by=request.user, trigger=RunTrigger.API
-        )
+        suite, version = data.validated_data["suite"], data.validated_data["model_version"]
+        if key:
+            replayed = self._replay(request, key, suite, version)
+            if replayed is not None:
+                return replayed
+        try:
+            run = start_run(suite, version, by=request.user, trigger=RunTrigger.API, idempotency_key=key)
+        except IntegrityError:
+            # Two requests with one key at once: the other one started the run.
+            replayed = self._replay(request, key, suite, version) if key else None
+            if replayed is None:
+                raise
+            return replayed
         return Response(run_json(run), status=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _replay(request, key: str, suite: EvaluationSuite, version: ModelVersion) -> Response | None:
+        """The answer for a key this person used before (None for a new key)."""
+        earlier = (
+            EvaluationRun.objects.select_related("suite", "model_version")
+            .filter(requested_by=request.user, idempotency_key=key)
+            .first()
+        )
+        if earlier is None:
+            return None
+        if (earlier.suite_id, earlier.model_version_id) != (suite.pk, version.pk):
+            message = (
+                f"This key started run {earlier.pk} ({earlier.suite.slug} against {earlier.model_version.ref}); "
+                "use a new key for another run."
+            )
+            return Response({IDEMPOTENCY_HEADER: [message]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return Response(run_json(earlier), status=status.HTTP_201_CREATED, headers={"Idempotent-Replayed": "true"})
 
     @extend_schema(request=None, responses=EvaluationRunOut)
     @action(detail=True, methods=["post"])

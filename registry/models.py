@@ -766,6 +766,9 @@ class RunTrigger(models.TextChoices):
     DEMO = "demo", "Demo data"
 
 
+IDEMPOTENCY_KEY_LENGTH = 255
+
+
 class EvaluationRun(models.Model):
     """One suite run against one model version, executed by Celery workers in chunks."""
 
@@ -791,10 +794,20 @@ class EvaluationRun(models.Model):
     cost_micro_usd = models.BigIntegerField(default=0)
     cost_per_1k_micro_usd = models.BigIntegerField(null=True, blank=True)
     detail = models.TextField(blank=True)
+    # The client's Idempotency-Key header when it started the run through the API: a retry with the
+    # same key gets this run back instead of starting a second one.
+    idempotency_key = models.CharField(max_length=IDEMPOTENCY_KEY_LENGTH, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["suite", "model_version", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="evaluation_run_idempotency_key_once_per_person",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk}: {self.suite.slug} × {self.model_version.ref}"

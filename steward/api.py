@@ -10,6 +10,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from . import degraded
+
 
 def validation_error_body(error: DjangoValidationError) -> dict:
     """``{"field": ["message"]}`` from a model ValidationError (``non_field_errors`` when unkeyed)."""
@@ -22,6 +24,9 @@ def validation_error_body(error: DjangoValidationError) -> dict:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, degraded.ServiceUnavailable):  # noted where it was raised
+        body = degraded.unavailable_body(exc.service, exc.reason)
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=degraded.unavailable_headers())
     if isinstance(exc, DjangoValidationError):
         return Response(validation_error_body(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoPermissionDenied):

@@ -56,7 +56,8 @@ def database_from_url(url: str) -> dict:
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": env_int("STEWARD_DB_CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": options,
+            # A database that does not answer is an error within seconds (503), not a hung request.
+            "OPTIONS": {"connect_timeout": env_int("STEWARD_DB_CONNECT_TIMEOUT", 5), **options},
         }
     if parsed.scheme == "sqlite":
         path = unquote(parsed.path)
@@ -239,8 +240,19 @@ CONTENT_SECURITY_POLICY = (
 REDIS_URL = env_str("STEWARD_REDIS_URL") or (
     env_str("CELERY_BROKER_URL") if env_str("CELERY_BROKER_URL").startswith("redis") else ""
 )
+# A cache that does not answer costs a request at most this long; the feed then reads the database.
+STEWARD_CACHE_TIMEOUT_SECONDS = float(env_str("STEWARD_CACHE_TIMEOUT_SECONDS", "0.5"))
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": STEWARD_CACHE_TIMEOUT_SECONDS,
+                "socket_timeout": STEWARD_CACHE_TIMEOUT_SECONDS,
+            },
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -259,7 +271,12 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     }
     CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", f"file://{BROKER_DIR / 'results'}")
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    # A broker that does not answer is an error within a second, not a request held for many.
+    CELERY_BROKER_TRANSPORT_OPTIONS = (
+        {"socket_connect_timeout": env_int("STEWARD_BROKER_CONNECT_TIMEOUT", 1)}
+        if CELERY_BROKER_URL.startswith("redis")
+        else {}
+    )
     CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -352,6 +369,10 @@ STEWARD_DECISION_CLOCK_SLACK_SECONDS = env_int("STEWARD_DECISION_CLOCK_SLACK_SEC
 # How long a router may still apply a policy version after another with different routes was
 # published: one maximum poll backoff of the client (600 s) and the clock slack.
 STEWARD_POLICY_GRACE_SECONDS = env_int("STEWARD_POLICY_GRACE_SECONDS", 900)
+# A revoked router token stops working within this long in every web process (with or without Redis).
+STEWARD_FEED_TOKEN_MEMORY_SECONDS = float(env_str("STEWARD_FEED_TOKEN_MEMORY_SECONDS", "15"))
+# Each web process writes the routers' "last seen" times in one batch this often, from a thread of its own.
+STEWARD_FEED_LAST_SEEN_FLUSH_SECONDS = float(env_str("STEWARD_FEED_LAST_SEEN_FLUSH_SECONDS", "30"))
 
 # Evaluations
 STEWARD_EVALUATION_TIMEOUT = float(env_str("STEWARD_EVALUATION_TIMEOUT", "30"))

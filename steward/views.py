@@ -5,6 +5,8 @@ The dashboard and the approvals inbox, which read every app, are the top floor's
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +18,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required, permission_required
+from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Max, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -26,6 +30,7 @@ from django.views.decorators.http import require_POST
 
 from audits.events import record
 
+from . import degraded
 from .models import ApiToken
 from .roles import REVIEW_VERSIONS
 
@@ -159,7 +164,22 @@ def _database_status() -> dict:
             cursor.execute("SELECT 1")
         return {"ok": True, "detail": connection.vendor}
     except Exception as error:  # noqa: BLE001 - a health page reports, it does not raise
-        return {"ok": False, "detail": str(error)}
+        return {"ok": False, "detail": str(error).strip()}
+
+
+def _cache_status() -> dict | None:
+    """The shared cache (Redis), written and read back; None when the cache is per process."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if "locmem" in backend.lower() or "dummy" in backend.lower():
+        return None
+    try:
+        stamp = str(time.time())
+        cache.set("steward:health", stamp, 30)
+        if cache.get("steward:health") != stamp:
+            return {"ok": False, "detail": "the cache did not keep what was written"}
+        return {"ok": True, "detail": settings.CACHES["default"]["LOCATION"].split("@")[-1]}
+    except Exception as error:  # noqa: BLE001
+        return {"ok": False, "detail": f"{type(error).__name__}: {error}"}
 
 
 def _broker_status() -> dict:
@@ -223,27 +243,64 @@ def _status_word(check: dict) -> str:
     return {True: "ok", False: "degraded", None: "checking"}[check["ok"]]
 
 
+def _may_see_detail(request: HttpRequest) -> bool:
+    """Officers and admins see each check's detail; without the database, nobody is known to be one."""
+    try:
+        user = request.user
+        return user.is_authenticated and (user.is_superuser or user.has_perm(REVIEW_VERSIONS))
+    except Exception as error:
+        if not degraded.is_database_outage(error):
+            raise
+        request.user = AnonymousUser()  # the templates read it too
+        return False
+
+
 @login_not_required
 @never_cache
 def health(request: HttpRequest) -> HttpResponse:
-    """Database, broker and worker status, for people (HTML) and load balancers (JSON).
+    """Database, cache, broker and worker status, for people (HTML) and load balancers (JSON).
 
-    Anyone sees the status words; officers (and admins) also see each check's detail, which names
-    hosts and errors.
+    Anyone sees the status words and, under ``degraded``, for each service that does not answer
+    (now, or lately in this process) what Steward answers meanwhile and how many such answers this
+    process gave since when; officers (and admins) also see each check's detail, which names hosts
+    and errors.
     """
-    checks = {"database": _database_status(), "broker": broker_check()}
+    checks = {"database": _database_status()}
+    cache_status = _cache_status()
+    if cache_status is not None:
+        checks["cache"] = cache_status
+    checks["broker"] = broker_check()
     checks["worker"] = worker_check() if checks["broker"]["ok"] else {"ok": False, "detail": "broker down"}
+    noted = degraded.recent()
     healthy = all(check["ok"] is not False for check in checks.values())
     status = 200 if healthy else 503
-    detailed = request.user.is_authenticated and (request.user.is_superuser or request.user.has_perm(REVIEW_VERSIONS))
+    detailed = _may_see_detail(request)
     shown = {
         name: {"ok": check["ok"], "status": _status_word(check), **({"detail": check["detail"]} if detailed else {})}
         for name, check in checks.items()
     }
+    # What Steward answers meanwhile, for each service that does not answer now or did lately here.
+    answers = {}
+    for name in checks:
+        if checks[name]["ok"] is False or name in noted:
+            answers[name] = {"answer": degraded.ANSWERS[name], "answers_given": 0}
+            if name in noted:
+                answers[name].update(answers_given=noted[name]["count"], since=_moment(noted[name]["since"]))
+    body = {"ok": healthy, "status": "ok" if healthy else "degraded", "checks": shown}
+    if answers:
+        body["degraded"] = answers
     if "application/json" in request.headers.get("Accept", "") or request.GET.get("format") == "json":
-        return JsonResponse({"ok": healthy, "status": "ok" if healthy else "degraded", "checks": shown}, status=status)
-    context = {"checks": shown, "healthy": healthy, "detailed": detailed}
-    return render(request, "health.html", context, status=status)
+        response = JsonResponse(body, status=status)
+    else:
+        context = {"checks": shown, "degraded": answers, "healthy": healthy, "detailed": detailed}
+        response = render(request, "health.html", context, status=status)
+    if not healthy:
+        response["Retry-After"] = str(degraded.RETRY_AFTER_SECONDS)
+    return response
+
+
+def _moment(unix_time: float) -> str:
+    return dt.datetime.fromtimestamp(unix_time, tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _api_error(request: HttpRequest, detail: str, status: int) -> JsonResponse | None:
@@ -264,4 +321,15 @@ def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
 
 @login_not_required
 def server_error(request: HttpRequest) -> HttpResponse:
+    """500, unless what failed is a service that does not answer: then 503 with Retry-After.
+
+    Django calls this while handling the exception, from any middleware or view, so it is the one
+    place that sees a database outage wherever it surfaces (a session read, a token check, a view).
+    """
+    error = sys.exc_info()[1]
+    if isinstance(error, degraded.ServiceUnavailable):  # noted where it was raised
+        return degraded.unavailable_response(request, error.service, error.reason)
+    if degraded.is_database_outage(error):
+        degraded.noted("database", error)
+        return degraded.unavailable_response(request, "database", "the database does not answer")
     return _api_error(request, "Server error.", 500) or render(request, "errors/500.html", status=500)

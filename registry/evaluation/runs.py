@@ -22,6 +22,8 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from audits import events as audit
+from steward import degraded
+from steward.degraded import ServiceUnavailable
 
 from ..models import (
     FINISHED_RUN_STATUSES,
@@ -97,16 +99,35 @@ def check_runnable(suite: EvaluationSuite, version: ModelVersion) -> None:
 
 
 def start_run(
-    suite: EvaluationSuite, version: ModelVersion, by=None, trigger: str = RunTrigger.MANUAL, dispatch: bool = True
+    suite: EvaluationSuite,
+    version: ModelVersion,
+    by=None,
+    trigger: str = RunTrigger.MANUAL,
+    dispatch: bool = True,
+    idempotency_key: str = "",
 ) -> EvaluationRun:
-    """Create a run and hand it to the workers (after the transaction commits)."""
+    """Create a run and hand it to the workers (after the transaction commits).
+
+    When the broker does not answer, raises ``ServiceUnavailable`` before anything is written. Should
+    it stop answering between that check and the hand-over, the run is failed with the reason (so no
+    run stays queued for nobody) and ``ServiceUnavailable`` raised too. ``idempotency_key`` is kept
+    on the run; a second run by the same person with the same key is refused by the database
+    (IntegrityError), which is how a client's retry finds the first one.
+    """
     if by is not None and not by.has_perm(RUN_PERMISSION):
         raise PermissionDenied("Only engineers and officers can start evaluation runs.")
     check_runnable(suite, version)
     refusal = credential_refusal(suite, version)
+    if dispatch and not refusal:
+        check_broker()
     with transaction.atomic():
         run = EvaluationRun.objects.create(
-            suite=suite, model_version=version, trigger=trigger, requested_by=by, total=suite.cases.count()
+            suite=suite,
+            model_version=version,
+            trigger=trigger,
+            requested_by=by,
+            total=suite.cases.count(),
+            idempotency_key=idempotency_key,
         )
         audit.record(
             "evaluation_run.start",
@@ -119,10 +140,42 @@ def start_run(
             fail_run(run, refusal)
             run.refresh_from_db()
         elif dispatch:
-            from ..tasks import execute_run
-
-            transaction.on_commit(lambda: execute_run.delay(run.pk))
+            transaction.on_commit(lambda: _hand_over(run))
+    if getattr(run, "hand_over_error", ""):
+        raise ServiceUnavailable("broker", run.hand_over_error)
     return run
+
+
+# A broker that does not answer must not hold a request for long (the answer is 503 within 2 s).
+BROKER_CHECK_TIMEOUT_SECONDS = 1.0
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def check_broker() -> None:
+    """Raise ``ServiceUnavailable`` unless the Celery broker accepts a connection now."""
+    from steward.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=0, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - whatever the transport raises means "not now"
+        degraded.noted("broker", error)
+        raise ServiceUnavailable("broker", "the task queue (Celery broker) does not answer") from error
+
+
+def _hand_over(run: EvaluationRun) -> None:
+    """Send the run to the workers; if the broker fails now, fail the run with the reason."""
+    from ..tasks import execute_run
+
+    try:
+        # Nobody waits for execute_run's result: not subscribing to it spares the result backend's
+        # own reconnection loop (twenty seconds) when Redis is down.
+        execute_run.apply_async((run.pk,), ignore_result=True, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+    except Exception as error:  # noqa: BLE001
+        degraded.noted("broker", error)
+        reason = "the task queue (Celery broker) did not accept the run"
+        fail_run(run, f"{reason}: {type(error).__name__}: {error}".strip())
+        run.hand_over_error = reason
 
 
 def bound_keys(suite: EvaluationSuite, version: ModelVersion, base_url: str | None = None) -> dict[int, BoundKey]:
@@ -502,6 +555,8 @@ def dispatch_due_runs(now: dt.datetime | None = None) -> list[EvaluationRun]:
                 started.append(start_run(suite, version, trigger=RunTrigger.SCHEDULE))
             except ValidationError:
                 continue
+            except ServiceUnavailable:
+                return started  # nothing was written: the next minute's dispatch tries again
     return started
 
 
@@ -513,6 +568,8 @@ def start_runs_for_proposal(version: ModelVersion) -> list[EvaluationRun]:
             runs.append(start_run(suite, version, trigger=RunTrigger.PROPOSAL))
         except ValidationError:
             continue
+        except ServiceUnavailable:
+            break  # the proposal stands; its runs can be started by hand once the broker answers
     return runs
 
 

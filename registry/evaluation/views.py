@@ -14,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from steward import degraded
+from steward.degraded import ServiceUnavailable
 from steward.paging import page_size
 
 from ..forms import StartRunForm, SuiteImportForm
@@ -126,6 +128,13 @@ def suite_start_run(request: HttpRequest, slug: str) -> HttpResponse:
         except ValidationError as error:
             for message in error.messages:
                 form.add_error(None, message)
+        except ServiceUnavailable as error:
+            form.add_error(None, f"{degraded.unavailable_message(error.reason)} Nothing was started.")
+            context = _suite_context(request, suite, run_form=form)
+            response = render(request, "registry/suite_detail.html", context, status=503)
+            for name, value in degraded.unavailable_headers().items():
+                response[name] = value
+            return response
         else:
             messages.success(request, f"Run #{run.pk} of {suite.name} against {run.model_version.ref} started.")
             return redirect(run)

@@ -39,6 +39,7 @@ from django.test import override_settings
 
 from portfolio import feed
 from portfolio.models import PolicySet, Router
+from steward import degraded
 from steward_client import PolicyClient
 
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -130,6 +131,8 @@ def _forget_feed_memory() -> None:
         feed._releases.clear()
         feed._seen.clear()
     feed._last_flush = time.monotonic()
+    feed._cache_down_since = None
+    degraded.forget()
     cache.clear()
 
 

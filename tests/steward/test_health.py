@@ -77,7 +77,7 @@ def test_health_reports_a_live_worker_as_json(client, db, celery_worker) -> None
     assert body == {
         "ok": True,
         "status": "ok",
-        "checks": {name: {"ok": True, "status": "ok"} for name in ("database", "broker", "worker")},
+        "checks": {name: {"ok": True, "status": "ok"} for name in ("database", "cache", "broker", "worker")},
     }
     assert response["Cache-Control"].startswith("max-age=0")
 
