@@ -1,4 +1,5 @@
-"""Project-wide middleware: the Content-Security-Policy header and login everywhere."""
+"""Project-wide middleware: the Content-Security-Policy header, login everywhere, request ids, body
+limits, and the ``Vary`` of pages that answer htmx with partials."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
 
 from audits.events import current_request_id
 
@@ -30,6 +32,21 @@ class ContentSecurityPolicyMiddleware:
 # The REST API authenticates on its own (session or bearer token) and answers 401 rather than
 # redirecting to the login page, so it is not covered by the page login requirement.
 API_PREFIXES = ("/api/v1/", "/api/schema/")
+
+
+class HtmxVaryMiddleware:
+    """Pages answer htmx with a partial of themselves at the same URL (filters, pagers), and push that
+    URL into the history; ``Vary`` keeps the browser's cache from serving the partial as the page
+    when a person comes back to it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.method in ("GET", "HEAD"):
+            patch_vary_headers(response, ("HX-Request", "HX-Target"))
+        return response
 
 
 class LoginRequiredMiddleware(DjangoLoginRequiredMiddleware):

@@ -135,6 +135,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "steward.middleware.HtmxVaryMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     # Last: turns a lockout during sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
