@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
@@ -9,7 +10,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from registry.evaluation.runs import PUBLISH_RETRY_POLICY
+from steward import degraded
+
 from .models import Channel, Delivery, Notification, Preference, Webhook
+
+logger = logging.getLogger(__name__)
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -27,14 +33,17 @@ def notify(people: Iterable, kind: str, key: str, subject: str, body: str = "", 
     they chose a digest. Returns the notifications made now (none for a key already told)."""
     made: list[Notification] = []
     deliveries: list[Delivery] = []
+    key = key[:200]
     people = list(people)
+    told = set(Notification.objects.filter(key=key, user__in=people).values_list("user_id", flat=True))
+    people = [person for person in people if person.pk not in told]
     preferences = {p.user_id: p for p in Preference.objects.filter(user__in=people)}
     for person in people:
         preference = preferences.get(person.pk) or Preference(user=person)
         try:
             with transaction.atomic():
                 notification = Notification.objects.create(
-                    user=person, kind=kind, key=key[:200], subject=subject[:300], body=body, link=link
+                    user=person, kind=kind, key=key, subject=subject[:300], body=body, link=link
                 )
         except IntegrityError:
             continue  # told already (a retried task, a sweep that runs again)
@@ -67,13 +76,27 @@ def _delivery(person, channel: str, webhook, notifications: list[Notification], 
     return delivery
 
 
+def enqueue(task, *args) -> bool:
+    """Hand ``task`` to the broker. When the broker does not answer, the person's action has already
+    happened: note the outage and carry on; the sweep sends what was missed (``sweep.missed``)."""
+    try:
+        task.apply_async(args, ignore_result=True, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+    except Exception as error:  # noqa: BLE001 - whatever the transport raises means "not now"
+        degraded.noted("broker", error)
+        logger.warning("notifications: %s(%s) not queued, the sweep will catch up: %s", task.name, args, error)
+        return False
+    return True
+
+
+def enqueue_after_commit(task, *args) -> None:
+    transaction.on_commit(lambda: enqueue(task, *args), robust=True)
+
+
 def send_after_commit(deliveries: list[Delivery]) -> None:
-    if not deliveries:
-        return
     from .tasks import deliver
 
-    ids = [d.pk for d in deliveries]
-    transaction.on_commit(lambda: [deliver.delay(pk) for pk in ids])
+    for delivery in deliveries:
+        enqueue_after_commit(deliver, delivery.pk)
 
 
 def send_digests() -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.urls import reverse
 
 from audits.models import AuditEvent
@@ -23,7 +22,7 @@ from registry.models import REVIEW_CREDENTIALS, EndpointCredential, ModelVersion
 from steward.roles import REVIEW_VERSIONS
 
 from .models import Kind
-from .planning import notify, people_with
+from .planning import enqueue, enqueue_after_commit, notify, people_with
 
 CERTIFICATION_OFFICERS = "compliance.change_certificationholding"
 
@@ -152,8 +151,7 @@ def on_audit_event(sender, instance: AuditEvent, created: bool, **kwargs) -> Non
     if created and instance.action in EVENT_REACTIONS:
         from .tasks import notify_event
 
-        pk = instance.pk
-        transaction.on_commit(lambda: notify_event.delay(pk))
+        enqueue_after_commit(notify_event, instance.pk)
 
 
 def notify_for_event(event_id: int) -> int:
@@ -176,8 +174,7 @@ def on_compliance_alert(sender, instance: ComplianceAlert, created: bool, **kwar
     if created and instance.kind in ALERT_KINDS:
         from .tasks import notify_alert
 
-        pk = instance.pk
-        transaction.on_commit(lambda: notify_alert.delay(pk))
+        enqueue_after_commit(notify_alert, instance.pk)
 
 
 def notify_for_alert(alert_id: int) -> int:
@@ -195,7 +192,7 @@ def notify_for_alert(alert_id: int) -> int:
 def on_policy_published(sender, version: PolicyVersion, **kwargs) -> None:
     from .tasks import notify_rebase
 
-    notify_rebase.delay(version.pk)
+    enqueue(notify_rebase, version.pk)
 
 
 def notify_rebase_needed(version_id: int) -> int:

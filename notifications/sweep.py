@@ -11,28 +11,69 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
-from audits.models import Violation
-from compliance.models import REVIEW_CELLS
+from audits.models import AuditEvent, Violation
+from compliance.models import REVIEW_CELLS, ComplianceAlert
 from portfolio.feed import fleet_rows
-from portfolio.models import PUBLISH_CHANGES
+from portfolio.models import PUBLISH_CHANGES, PolicyVersion
 from portfolio.signing import expiring_releases
 from steward.roles import AUDITORS
 
-from .models import Kind, SweepMark
-from .planning import notify, people_with
+from .models import Delivery, DeliveryStatus, Kind, Notification, SweepMark
+from .planning import enqueue, notify, people_with
+from .reactions import ALERT_KINDS, EVENT_REACTIONS, notify_for_alert, notify_for_event, notify_rebase_needed
 
 MANAGE_ROUTERS = "portfolio.manage_router"
 # The dashboard's warning window for signed policies close to expiry.
 POLICY_EXPIRY_WARNING = dt.timedelta(hours=48)
 
 
+# What the sweep sends of announcements that were never queued (the broker was down): those at least
+# this old, so that the queued ones are left to their tasks.
+CATCH_UP_AFTER = dt.timedelta(minutes=2)
+UNSENT_AFTER = dt.timedelta(minutes=5)
+
+
 def sweep(now: dt.datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     return {
+        "missed": missed(now),
         "violations": violations_found(),
         "policies": policies_close_to_expiry(now),
         "routers": routers_in_trouble(now),
     }
+
+
+def missed(now: dt.datetime) -> int:
+    """Tell what announcements whose task never reached a worker should have told, and queue again the
+    deliveries that were never attempted. Every step is idempotent (notifications are made once per key)."""
+    cutoff = now - CATCH_UP_AFTER
+    told = 0
+    with transaction.atomic():
+        latest = AuditEvent.objects.aggregate(n=Max("pk"))["n"] or 0
+        # The first sweep starts from now: what happened before notifications existed is not told.
+        mark, created = SweepMark.objects.select_for_update().get_or_create(name="events", defaults={"last_id": latest})
+        if not created:
+            events = AuditEvent.objects.filter(pk__gt=mark.last_id, at__lte=cutoff)
+            last = events.aggregate(n=Max("pk"))["n"]
+            for pk in events.filter(action__in=EVENT_REACTIONS).order_by("pk").values_list("pk", flat=True):
+                told += notify_for_event(pk)
+            if last is not None:
+                mark.last_id = last
+                mark.save(update_fields=["last_id"])
+    alerts = ComplianceAlert.objects.filter(kind__in=ALERT_KINDS, detected_at__gte=now - dt.timedelta(days=2))
+    keys = {f"alert:{pk}": pk for pk in alerts.values_list("pk", flat=True)}
+    done = set(Notification.objects.filter(key__in=keys).values_list("key", flat=True))
+    for key, pk in keys.items():
+        if key not in done:
+            told += notify_for_alert(pk)
+    for pk in PolicyVersion.objects.filter(published_at__gte=now - dt.timedelta(days=1)).values_list("pk", flat=True):
+        told += notify_rebase_needed(pk)
+    unsent = Delivery.objects.filter(status=DeliveryStatus.PENDING, attempts=0, created_at__lt=now - UNSENT_AFTER)
+    from .tasks import deliver
+
+    for pk in unsent.values_list("pk", flat=True):
+        enqueue(deliver, pk)
+    return told
 
 
 def violation_audience() -> list:

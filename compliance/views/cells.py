@@ -192,7 +192,10 @@ def _act(request: HttpRequest, version_pk: int, classification_slug: str, action
                 cell_page = reverse("compliance:cell", args=[version.pk, classification.slug])
                 return redirect(_next_page(request) or cell_page)
             context = _panel_context(request, version, classification, done=done)
-            return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
+            response = render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
+            # What awaits officers changed: the nav badge asks again.
+            response["HX-Trigger"] = "inbox-changed"
+            return response
     context = _panel_context(request, version, classification, bound=(action, form))
     if request.htmx:
         return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})

@@ -53,3 +53,32 @@ def test_officer_sees_a_cell_request_in_the_inbox_and_badge_and_approves_it_ther
     expect(page.locator("nav.mainnav #nav-badge")).to_be_hidden()
     assert check(version, internal).state == CellState.USABLE
     assert errors == []
+
+
+def test_the_nav_badge_follows_a_decision_made_in_the_matrix_without_a_reload(
+    page: Page, live_server, alice, bob
+) -> None:
+    provider = make_provider(name="Acme", slug="acme")
+    versions = [
+        make_version(bob, model=make_model(provider=provider, slug=f"m{n}"), version="1", status=Status.APPROVED)
+        for n in range(2)
+    ]
+    internal = make_classification("internal", 1)
+    for version in versions:
+        MatrixCell.for_pair(version, internal).request(bob, "Wiki")
+    errors: list[str] = []
+    watch(page, errors)
+
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/compliance/matrix/?state=awaiting")
+    badge = page.locator("nav.mainnav #nav-badge")
+    expect(badge).to_have_text("2")
+    page.evaluate("window.__marker = 1")
+    page.locator(f"#cell-{versions[0].pk}-internal").get_by_role("link").click()
+    approve = page.locator("#cell-panel form#cell-approve")
+    approve.get_by_label("Justification").fill("Internal wiki only")
+    approve.get_by_role("button", name="Approve").click()
+    expect(page.locator("#cell-panel #cell-state")).to_have_text("Usable")
+    expect(badge).to_have_text("1")
+    assert page.evaluate("window.__marker") == 1  # no reload
+    assert errors == []

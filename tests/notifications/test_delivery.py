@@ -143,7 +143,7 @@ def test_every_kind_reaches_email_and_a_signed_webhook(fresh, smtp, receiver, al
     told(smtp, receiver, "alice@example.org", "alice", Kind.POLICY_EXPIRING, "Signed policy production v2 expires")
     told(smtp, receiver, "alice@example.org", "alice", Kind.ROUTER_TROUBLE, "Router edge-1 is stale (never seen)")
     # Swept again, nothing is told twice.
-    assert sweep() == {"violations": 0, "policies": 0, "routers": 0}
+    assert sweep() == {"missed": 0, "violations": 0, "policies": 0, "routers": 0}
 
     email = next(m for m in smtp.to("alice@example.org") if m["X-Steward-Kind"] == Kind.VIOLATION)
     assert "http://steward.test/audit/violations/" in email.get_content()
