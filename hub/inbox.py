@@ -81,11 +81,15 @@ class Inbox:
     def count(self) -> int:
         return sum(len(items) for items in self.sections.values())
 
-    def __getattr__(self, name: str) -> list:
-        # ``inbox.cells`` in templates: a section that was filtered out is empty.
-        if name in KINDS:
-            return self.sections.get(name, [])
-        raise AttributeError(name)
+    def section(self, kind: str) -> list:
+        """One section's items; empty when the filters left it out."""
+        return self.sections.get(kind, [])
+
+    versions = property(lambda self: self.section("versions"))
+    cells = property(lambda self: self.section("cells"))
+    changes = property(lambda self: self.section("changes"))
+    credentials = property(lambda self: self.section("credentials"))
+    publish = property(lambda self: self.section("publish"))
 
 
 def inbox_for(user, kinds: list[str] | None = None, q: str = "") -> Inbox:
