@@ -332,6 +332,7 @@ def flush_last_seen() -> int:
             for router_id, moment in seen.items():
                 _seen[router_id] = max(moment, _seen.get(router_id, 0.0))
         raise
+    degraded.recovered("database")
     return len(routers)
 
 

@@ -53,6 +53,7 @@ class Outage:
     count: int
     reason: str
     logged_at: float
+    answered_again_at: float | None = None
 
 
 _lock = threading.Lock()
@@ -65,7 +66,7 @@ def noted(service: str, error: BaseException | str) -> None:
     now = time.time()
     with _lock:
         outage = _outages.get(service)
-        if outage is None or now - outage.last > SHOWN_SECONDS:
+        if outage is None or outage.answered_again_at is not None or now - outage.last > SHOWN_SECONDS:
             outage = _outages[service] = Outage(since=now, last=now, count=0, reason=reason, logged_at=0.0)
         outage.last, outage.reason, outage.count = now, reason, outage.count + 1
         log = now - outage.logged_at >= LOG_EVERY_SECONDS
@@ -78,14 +79,16 @@ def noted(service: str, error: BaseException | str) -> None:
         )
 
 
-def recovered(service: str) -> float | None:
-    """Record that ``service`` answers again; returns when its outage began (None if none was noted)."""
+def recovered(service: str) -> None:
+    """Record that ``service`` answers again (logged once); /health/ still shows the outage a minute."""
+    now = time.time()
     with _lock:
-        outage = _outages.pop(service, None)
-    if outage is None:
-        return None
-    logger.warning("%s answers again after %d failure(s) since %s", service, outage.count, time.ctime(outage.since))
-    return outage.since
+        outage = _outages.get(service)
+        if outage is None or outage.answered_again_at is not None:
+            return
+        outage.answered_again_at = now
+        count, since = outage.count, outage.since
+    logger.warning("%s answers again after %d failure(s) since %s", service, count, time.ctime(since))
 
 
 def recent() -> dict[str, dict]:
@@ -93,7 +96,13 @@ def recent() -> dict[str, dict]:
     now = time.time()
     with _lock:
         return {
-            service: {"since": o.since, "last": o.last, "count": o.count, "reason": o.reason}
+            service: {
+                "since": o.since,
+                "last": o.last,
+                "count": o.count,
+                "reason": o.reason,
+                "answered_again_at": o.answered_again_at,
+            }
             for service, o in _outages.items()
             if now - o.last <= SHOWN_SECONDS
         }

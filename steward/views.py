@@ -162,6 +162,7 @@ def _database_status() -> dict:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        degraded.recovered("database")
         return {"ok": True, "detail": connection.vendor}
     except Exception as error:  # noqa: BLE001 - a health page reports, it does not raise
         return {"ok": False, "detail": str(error).strip()}
@@ -177,6 +178,7 @@ def _cache_status() -> dict | None:
         cache.set("steward:health", stamp, 30)
         if cache.get("steward:health") != stamp:
             return {"ok": False, "detail": "the cache did not keep what was written"}
+        degraded.recovered("cache")
         return {"ok": True, "detail": settings.CACHES["default"]["LOCATION"].split("@")[-1]}
     except Exception as error:  # noqa: BLE001
         return {"ok": False, "detail": f"{type(error).__name__}: {error}"}
@@ -188,6 +190,7 @@ def _broker_status() -> dict:
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+        degraded.recovered("broker")
         return {"ok": True, "detail": app.conf.broker_url.split("@")[-1]}
     except Exception as error:  # noqa: BLE001
         return {"ok": False, "detail": str(error)}
@@ -286,6 +289,8 @@ def health(request: HttpRequest) -> HttpResponse:
             answers[name] = {"answer": degraded.ANSWERS[name], "answers_given": 0}
             if name in noted:
                 answers[name].update(answers_given=noted[name]["count"], since=_moment(noted[name]["since"]))
+                if noted[name]["answered_again_at"] is not None:
+                    answers[name]["answers_again_since"] = _moment(noted[name]["answered_again_at"])
     body = {"ok": healthy, "status": "ok" if healthy else "degraded", "checks": shown}
     if answers:
         body["degraded"] = answers
@@ -328,8 +333,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """
     error = sys.exc_info()[1]
     if isinstance(error, degraded.ServiceUnavailable):  # noted where it was raised
-        return degraded.unavailable_response(request, error.service, error.reason)
-    if degraded.is_database_outage(error):
+        response = degraded.unavailable_response(request, error.service, error.reason)
+    elif degraded.is_database_outage(error):
         degraded.noted("database", error)
-        return degraded.unavailable_response(request, "database", "the database does not answer")
-    return _api_error(request, "Server error.", 500) or render(request, "errors/500.html", status=500)
+        response = degraded.unavailable_response(request, "database", "the database does not answer")
+    else:
+        return _api_error(request, "Server error.", 500) or render(request, "errors/500.html", status=500)
+    # The outage is logged when it begins and once a minute (degraded.noted), not with a traceback per request.
+    response._has_been_logged = True
+    return response

@@ -161,6 +161,7 @@ def check_broker() -> None:
     except Exception as error:  # noqa: BLE001 - whatever the transport raises means "not now"
         degraded.noted("broker", error)
         raise ServiceUnavailable("broker", "the task queue (Celery broker) does not answer") from error
+    degraded.recovered("broker")
 
 
 def _hand_over(run: EvaluationRun) -> None:

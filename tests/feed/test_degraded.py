@@ -274,5 +274,43 @@ def test_without_postgresql_polls_are_answered_from_the_cache_and_the_rest_is_50
             wait_for(seen_during_the_outage, 10, "last seen was not written after PostgreSQL came back")
             ack = post_json(server.url + STATUS, token, {"status": "ack", "version": 1})
             assert ack.status == 200, ack.body
+            shown = health(server.url)
+            assert shown["checks"]["database"] == {"ok": True, "status": "ok"}
+            assert "answers_again_since" in shown["degraded"]["database"]
 
+    log = server.log_text()
+    assert "Internal Server Error" not in log and "Traceback" not in log
+    # Logged when the outage began and when it ended, not once per request.
+    assert log.count("database does not answer") == 1 and log.count("database answers again") == 1
+
+
+def test_without_postgresql_and_redis_a_router_is_answered_from_the_process_memory(production_router, tmp_path):
+    """Both gone: what this process remembered (the token, the release) still answers its routers,
+    past the few seconds memory usually keeps them, since nothing can change meanwhile."""
+    router, token = production_router
+    database = settings.DATABASES["default"]
+    with (
+        relay_to(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)) as to_postgres,
+        relay_to(*the_redis()) as to_redis,
+        steward_server(
+            tmp_path,
+            DATABASE_URL=database_relay_url(to_postgres),
+            STEWARD_REDIS_URL=redis_url(to_redis.port),
+            STEWARD_FEED_TOKEN_MEMORY_SECONDS="1",
+            STEWARD_DB_CONNECT_TIMEOUT="2",
+        ) as server,
+    ):
+        first = http("GET", server.url + BUNDLE, bearer(token))
+        assert first.status == 200, first.body
+        to_postgres.cut()
+        to_redis.cut()
+        time.sleep(1.5)  # past the token's and the release's time in memory
+        unchanged = http("GET", server.url + BUNDLE, {**bearer(token), "If-None-Match": first.headers["etag"]})
+        assert unchanged.status == 304
+        full = http("GET", server.url + BUNDLE, bearer(token))
+        assert (full.status, full.body) == (200, first.body)
+        stranger = http("GET", server.url + BUNDLE, bearer("swr_" + "z" * 43))
+        assert stranger.status == 503
+        shown = health(server.url)
+        assert shown["checks"]["database"]["ok"] is False and shown["checks"]["cache"]["ok"] is False
     assert "Internal Server Error" not in server.log_text()

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import urllib.request
+from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
@@ -24,7 +28,8 @@ from steward.celery import app
 from steward.models import ApiToken
 from steward.roles import sync_role_permissions
 from tests.factories import approved_credential, make_model, make_provider, make_version
-from tests.outage import closed_port, steward_server
+from tests.outage import PROJECT_ROOT, closed_port, relay_to, steward_server
+from tests.workers import worker_database_url
 
 pytestmark = pytest.mark.skipif(
     not settings.CELERY_BROKER_URL.startswith("redis"), reason="takes the Redis broker away from one Steward process"
@@ -196,3 +201,62 @@ def test_a_retry_with_the_same_idempotency_key_starts_no_second_run(world, live_
         assert EvaluationRun.objects.count() == 4
     finally:
         app.control.purge()
+
+
+HAND_OVER_SCRIPT = """
+import json, sys
+import django
+django.setup()
+from django.contrib.auth.models import User
+from django.db import transaction
+from registry.evaluation.runs import start_run
+from registry.models import EvaluationSuite, ModelVersion
+
+def wait_for_the_cut():
+    print("checked", flush=True)
+    sys.stdin.readline()
+
+with transaction.atomic():
+    # Runs at the commit, before the hand-over: the broker answered the check, and is gone now.
+    transaction.on_commit(wait_for_the_cut)
+    run = start_run(EvaluationSuite.objects.get(slug="triage"), ModelVersion.objects.get(pk=int(sys.argv[1])),
+                    by=User.objects.get(username="bob"))
+print(json.dumps({"run": run.pk, "error": getattr(run, "hand_over_error", "")}), flush=True)
+"""
+
+
+def test_a_run_the_broker_refuses_after_the_check_is_failed_with_the_reason_not_left_queued(world, tmp_path):
+    """The broker answers the check, then stops answering before the run is handed over."""
+    broker = urlparse(settings.CELERY_BROKER_URL)
+    with relay_to(broker.hostname or "127.0.0.1", broker.port or 6379) as relay:
+        env = {
+            **os.environ,
+            "DATABASE_URL": worker_database_url(),
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{relay.port}{broker.path}",
+            "STEWARD_REDIS_URL": settings.CELERY_BROKER_URL,
+        }
+        script = subprocess.Popen(
+            [sys.executable, "-c", HAND_OVER_SCRIPT, str(world["version"].pk)],
+            cwd=PROJECT_ROOT,
+            env={**env, "DJANGO_SETTINGS_MODULE": "steward.settings"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert script.stdout.readline().strip() == "checked"
+            relay.cut()
+            script.stdin.write("go\n")
+            script.stdin.flush()
+            result = json.loads(script.stdout.readline())
+        finally:
+            script.wait(timeout=30)
+    assert result["error"] == "the task queue (Celery broker) did not accept the run"
+    run = EvaluationRun.objects.get(pk=result["run"])
+    assert run.status == "failed" and run.detail.startswith("the task queue (Celery broker) did not accept the run: ")
+    events = AuditEvent.objects.filter(action__startswith="evaluation_run.", object_id=str(run.pk)).order_by("seq")
+    assert list(events.values_list("action", flat=True)) == [
+        "evaluation_run.start",
+        "evaluation_run.fail",
+    ]
+    assert not EvaluationRun.objects.filter(status="queued").exists()
