@@ -13,11 +13,13 @@ from django.test import Client
 from audits.models import Violation, ViolationKind
 from compliance.alerts import record_alerts
 from compliance.models import AlertKind, ComplianceAlert
+from demo.server import start_in_thread
 from notifications.models import Delivery, DeliveryStatus, Kind, Notification, Preference, Webhook
 from notifications.planning import send_digests
 from notifications.sweep import sweep
 from portfolio.models import PolicySet
 from portfolio.publishing import start_change
+from registry.evaluation.runs import dispatch_due_runs
 from registry.models import ModelVersion, Provider
 from steward.celery import app
 from steward.roles import sync_role_permissions
@@ -31,6 +33,7 @@ from tests.factories import (
     version_fields,
 )
 from tests.notifications.receivers import SmtpSink, WebhookReceiver, wait_for
+from tests.registry.test_evaluation_pages import completed_run, demo_version, make_suite
 from tests.workers import celery_worker
 
 pytestmark = pytest.mark.celery_worker
@@ -218,3 +221,23 @@ def test_a_receiver_that_fails_twice_gets_the_message_on_the_third_attempt(fresh
     assert failed.attempts == MAX_RETRIES + 1 and receiver.attempts["broken"] == MAX_RETRIES + 1
     assert failed.last_error == f"{receiver.url}/broken answered 500"
     told_by_email(smtp, "alice@example.org", Kind.AWAITING_DECISION, version.ref)
+
+
+def test_a_scheduled_evaluation_that_fails_its_gate_is_told_end_to_end(fresh, smtp, receiver, alice, bob) -> None:
+    """The whole chain: the schedule starts a run, the worker evaluates the demo endpoint, the run fails
+    its pass mark, compliance raises the alert, the officers are told."""
+    hook(receiver, alice, "alice")
+    server = start_in_thread(latency_ms=0)
+    try:
+        # demo-budget gets about two tickets in three right: below a pass mark of 95.
+        suite = make_suite("nightly", cases=30, schedule_minutes=60, pass_threshold_bp=9500)
+        version = demo_version(bob, "demo-budget", base_url=server.url)
+        completed_run(suite, version, 9900, ago_minutes=120)  # the last run, two hours ago: the suite is due
+        (run,) = dispatch_due_runs()
+        subject = f"Scheduled Nightly run #{run.pk} failed for approved {version.ref}"
+        told(smtp, receiver, "alice@example.org", "alice", Kind.EVALUATION_FAILED, subject)
+    finally:
+        server.shutdown()
+        server.server_close()
+    run.refresh_from_db()
+    assert run.passed is False
