@@ -4,7 +4,7 @@ One run creates a throwaway PostgreSQL database, migrates it, runs ``seed_demo``
 signed production and staging releases), registers routers with ``create_router_token`` and starts
 Steward under gunicorn with production settings (DEBUG off, PostgreSQL, the Django cache on Redis).
 The same server also answers ``/api/v1/bench/bare``: a bare view that returns the production envelope with
-the same headers, from a URLconf the bench writes into a temporary directory (``steward.urls`` plus
+the same headers, from a URLconf the bench writes into a temporary directory (``hub.urls`` plus
 that one path), so it goes through the same middleware. Nothing in the app is changed.
 
 A second process loads the server (``wrk`` where installed, otherwise a Python load generator) and
@@ -77,7 +77,7 @@ CACHES["default"]["KEY_PREFIX"] = {prefix!r}  # noqa: F405
 '''
 
 URLS_MODULE = '''\
-"""steward.urls plus one bare view returning the production envelope with the bundle's headers."""
+"""hub.urls plus one bare view returning the production envelope with the bundle's headers."""
 
 import json
 from pathlib import Path
@@ -87,7 +87,7 @@ from django.http import HttpResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from steward.urls import handler403, handler404, handler500  # noqa: F401
+from hub.urls import handler403, handler404, handler500  # noqa: F401
 
 _HERE = Path(__file__).resolve().parent
 ENVELOPE_BYTES = (_HERE / "bundle.bin").read_bytes()
@@ -105,7 +105,7 @@ def bare(request):
     return HttpResponse(ENVELOPE_BYTES, headers=HEADERS_200)
 
 
-urlpatterns = [path({bare_path!r}, bare), path("", include("steward.urls"))]
+urlpatterns = [path({bare_path!r}, bare), path("", include("hub.urls"))]
 '''
 
 # Run with the bench settings: exports the envelope the server will serve and registers routers
@@ -271,9 +271,9 @@ def run() -> int:
         prefix = f"feedbench-{uuid.uuid4().hex[:12]}"
         bench.callback(delete_cache_keys, args.redis_url, prefix)
         (tmp / "feedbench_settings.py").write_text(SETTINGS_MODULE.format(prefix=prefix))
-        # Until the envelope is exported the bare view has nothing to serve: set-up runs on steward.urls.
+        # Until the envelope is exported the bare view has nothing to serve: set-up runs on hub.urls.
         (tmp / "feedbench_setup_settings.py").write_text(
-            'from feedbench_settings import *  # noqa: F403\n\nROOT_URLCONF = "steward.urls"\n'
+            'from feedbench_settings import *  # noqa: F403\n\nROOT_URLCONF = "hub.urls"\n'
         )
         (tmp / "feedbench_setup.py").write_text(SETUP_SCRIPT.format(policy_set=POLICY_SET))
         env = harness.environment(
