@@ -213,6 +213,7 @@ def _page(client: Client, found: DecisionRecord) -> dict:
     return {
         "badge": "no violations" if 'status-approved">no violations<' in body else "violations",
         "model": "bad" if 'class="bad"' in status else "ok",
+        "approval": "bad" if 'class="bad" id="model-approval"' in body else "ok",
         "policy": "bad" if 'class="bad"' in in_force else "ok",
         "verdict": re.search(r'id="verdict-state">([^<]*)<', body).group(1),
     }
@@ -229,6 +230,8 @@ def test_the_chain_page_shows_the_verdict_of_the_violation(reported, client_for,
     assert page["badge"] == ("violations" if kinds else "no violations")
     assert page["policy"] == ("bad" if kinds & POLICY_KINDS else "ok")
     assert (page["verdict"] == "Usable") == (ViolationKind.NOT_USABLE not in kinds)
+    if page["model"] == "ok":
+        assert page["approval"] == "ok"  # never "approved then" beside "never approved"
     if name == "version retired before the decision":
         assert page["model"] == "bad"
     elif name == "version retired after the decision":
