@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from registry.evaluation.runs import PUBLISH_RETRY_POLICY
 from steward import degraded
+from steward.celery import app
 
 from .models import Channel, Delivery, Notification, Preference, Webhook
 
@@ -76,27 +78,32 @@ def _delivery(person, channel: str, webhook, notifications: list[Notification], 
     return delivery
 
 
-def enqueue(task, *args) -> bool:
+def enqueue(task: str, *args) -> bool:
     """Hand ``task`` to the broker. When the broker does not answer, the person's action has already
     happened: note the outage and carry on; the sweep sends what was missed (``sweep.missed``)."""
     try:
-        task.apply_async(args, ignore_result=True, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+        # By name, so that the modules the tasks call need not import the tasks.
+        app.send_task(task, args, ignore_result=True, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
     except Exception as error:  # noqa: BLE001 - whatever the transport raises means "not now"
         degraded.noted("broker", error)
-        logger.warning("notifications: %s(%s) not queued, the sweep will catch up: %s", task.name, args, error)
+        global _last_logged
+        if time.monotonic() - _last_logged >= degraded.LOG_EVERY_SECONDS:  # once a minute, not per action
+            _last_logged = time.monotonic()
+            logger.warning("notifications: %s not queued, the sweep will catch up: %s", task, error)
         return False
     return True
 
 
-def enqueue_after_commit(task, *args) -> None:
+_last_logged = -float("inf")
+
+
+def enqueue_after_commit(task: str, *args) -> None:
     transaction.on_commit(lambda: enqueue(task, *args), robust=True)
 
 
 def send_after_commit(deliveries: list[Delivery]) -> None:
-    from .tasks import deliver
-
     for delivery in deliveries:
-        enqueue_after_commit(deliver, delivery.pk)
+        enqueue_after_commit("notifications.deliver", delivery.pk)
 
 
 def send_digests() -> int:

@@ -149,9 +149,7 @@ EVENT_REACTIONS: dict[str, Callable[[AuditEvent], int]] = {
 def on_audit_event(sender, instance: AuditEvent, created: bool, **kwargs) -> None:
     """``post_save`` of an audit event: enqueue its notifications once the action commits."""
     if created and instance.action in EVENT_REACTIONS:
-        from .tasks import notify_event
-
-        enqueue_after_commit(notify_event, instance.pk)
+        enqueue_after_commit("notifications.notify_event", instance.pk)
 
 
 def notify_for_event(event_id: int) -> int:
@@ -172,9 +170,7 @@ ALERT_KINDS = {
 
 def on_compliance_alert(sender, instance: ComplianceAlert, created: bool, **kwargs) -> None:
     if created and instance.kind in ALERT_KINDS:
-        from .tasks import notify_alert
-
-        enqueue_after_commit(notify_alert, instance.pk)
+        enqueue_after_commit("notifications.notify_alert", instance.pk)
 
 
 def notify_for_alert(alert_id: int) -> int:
@@ -190,9 +186,7 @@ def notify_for_alert(alert_id: int) -> int:
 
 
 def on_policy_published(sender, version: PolicyVersion, **kwargs) -> None:
-    from .tasks import notify_rebase
-
-    enqueue(notify_rebase, version.pk)
+    enqueue("notifications.notify_rebase", version.pk)
 
 
 def notify_rebase_needed(version_id: int) -> int:

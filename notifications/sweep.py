@@ -69,10 +69,8 @@ def missed(now: dt.datetime) -> int:
     for pk in PolicyVersion.objects.filter(published_at__gte=now - dt.timedelta(days=1)).values_list("pk", flat=True):
         told += notify_rebase_needed(pk)
     unsent = Delivery.objects.filter(status=DeliveryStatus.PENDING, attempts=0, created_at__lt=now - UNSENT_AFTER)
-    from .tasks import deliver
-
     for pk in unsent.values_list("pk", flat=True):
-        enqueue(deliver, pk)
+        enqueue("notifications.deliver", pk)
     return told
 
 
