@@ -105,7 +105,7 @@ def validate_document(text: str, policy_set: PolicySet, at: dt.datetime | None =
     try:
         document = parse_document(text)
     except PolicyYamlError as error:
-        return ValidationResult(errors=[PolicyError("", str(error))])
+        return ValidationResult(errors=[PolicyError(error.path, str(error))])
     return validate_policy(document, policy_set, at)
 
 

@@ -12,6 +12,10 @@ from typing import Any
 import yaml
 
 MAX_NESTING = 32  # a policy nests five levels deep; deeper documents would exhaust the parser's stack
+# Python converts at most this many decimal digits to an integer (sys.int_info.default_max_str_digits);
+# no column holds a tenth of it, so longer integers are refused here, where the path is known.
+MAX_INTEGER_DIGITS = 4300
+INT_TAG = "tag:yaml.org,2002:int"
 PLAIN_TAGS = {
     "tag:yaml.org,2002:null",
     "tag:yaml.org,2002:bool",
@@ -24,11 +28,23 @@ PLAIN_TAGS = {
 
 
 class StrictYamlError(ValueError):
-    """YAML that the strict loader refuses; ``line`` is 1-based where known."""
+    """YAML that the strict loader refuses; ``line`` is 1-based where known, ``path`` (``routes[3].model``)
+    where the refused value is known."""
 
-    def __init__(self, message: str, line: int | None = None) -> None:
+    def __init__(self, message: str, line: int | None = None, path: str = "") -> None:
         self.line = line
-        super().__init__(f"line {line}: {message}" if line else message)
+        self.path = path
+        located = f"{path}: {message}" if path else message
+        super().__init__(f"line {line}: {located}" if line else located)
+
+
+def _path_text(parts: list) -> str:
+    text = ""
+    for part in parts:
+        if part is None:
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -44,12 +60,32 @@ class StrictLoader(yaml.SafeLoader):
         if getattr(event, "anchor", None):
             raise StrictYamlError(f"YAML anchors (&name) are not allowed in {self.what}", event.start_mark.line + 1)
         self._depth = getattr(self, "_depth", 0) + 1
+        # Where the node sits: a mapping value is composed with its key node, a list item with its index.
+        if not hasattr(self, "_path"):
+            self._path = []
+        self._path.append(index.value if isinstance(index, yaml.ScalarNode) else index)
         try:
             if self._depth > MAX_NESTING:
                 raise StrictYamlError(f"the document nests deeper than {MAX_NESTING} levels", event.start_mark.line + 1)
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
+            if isinstance(node, yaml.ScalarNode) and node.tag == INT_TAG:
+                self._check_integer(node)
+            return node
         finally:
             self._depth -= 1
+            self._path.pop()
+
+    def _check_integer(self, node: yaml.ScalarNode) -> None:
+        digits = node.value.replace("_", "").lstrip("+-")
+        if digits[:2].lower() in ("0x", "0o", "0b"):
+            digits = digits[2:]
+        digits = digits.replace(":", "")
+        if len(digits) > MAX_INTEGER_DIGITS:
+            raise StrictYamlError(
+                f"an integer of {len(digits)} digits; at most {MAX_INTEGER_DIGITS} are accepted",
+                node.start_mark.line + 1,
+                _path_text(self._path),
+            )
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}

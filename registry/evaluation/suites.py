@@ -132,7 +132,7 @@ def load_yaml(text: str) -> Any:
     try:
         return strict_yaml.load(text, SuiteLoader)
     except StrictYamlError as error:
-        raise SuiteFormatError([("", str(error))]) from None
+        raise SuiteFormatError([(error.path, str(error))]) from None
 
 
 @dataclass
