@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 
-from compliance.models import MatrixCell
+from compliance.models import REVIEW_CELLS, ComplianceAlert, MatrixCell
 from portfolio.models import PUBLISH_CHANGES, ChangeRequest, ChangeStatus
 from registry.models import REVIEW_CREDENTIALS, CredentialStatus, EndpointCredential, ModelVersion, Status
 from steward.roles import REVIEW_VERSIONS
@@ -18,7 +18,10 @@ KINDS = {
     "changes": "Change requests",
     "credentials": "Endpoint credentials",
     "publish": "Ready to publish",
+    "alerts": "Compliance alerts",
 }
+# Sections of things that await a decision (the badge and the inbox's total); alerts ask for attention.
+DECISIONS = ("versions", "cells", "changes", "credentials", "publish")
 
 
 def versions_awaiting(user, q: str = "") -> QuerySet[ModelVersion]:
@@ -60,12 +63,25 @@ def ready_to_publish(user, q: str = "") -> QuerySet[ChangeRequest]:
     return ready.filter(Q(title__icontains=q) | Q(policy_set__slug__icontains=q)) if q else ready
 
 
+def open_alerts(user, q: str = "") -> QuerySet[ComplianceAlert]:
+    """Open compliance alerts (certifications expiring or expired, cells no longer usable, failed
+    scheduled evaluations), for officers; newest first."""
+    if not user.has_perm(REVIEW_CELLS):
+        return ComplianceAlert.objects.none()
+    alerts = ComplianceAlert.objects.filter(resolved_at__isnull=True).select_related(
+        "cell__model_version", "cell__classification"
+    )
+    alerts = alerts.order_by("-detected_at", "-pk")
+    return alerts.filter(message__icontains=q) if q else alerts
+
+
 SECTIONS = {
     "versions": versions_awaiting,
     "cells": cells_awaiting,
     "changes": changes_awaiting,
     "credentials": credentials_awaiting,
     "publish": ready_to_publish,
+    "alerts": open_alerts,
 }
 
 
@@ -79,7 +95,8 @@ class Inbox:
 
     @property
     def count(self) -> int:
-        return sum(len(items) for items in self.sections.values())
+        """How many things await a decision (alerts aside)."""
+        return sum(len(items) for kind, items in self.sections.items() if kind in DECISIONS)
 
     def section(self, kind: str) -> list:
         """One section's items; empty when the filters left it out."""
@@ -90,6 +107,7 @@ class Inbox:
     changes = property(lambda self: self.section("changes"))
     credentials = property(lambda self: self.section("credentials"))
     publish = property(lambda self: self.section("publish"))
+    alerts = property(lambda self: self.section("alerts"))
 
 
 def inbox_for(user, kinds: list[str] | None = None, q: str = "") -> Inbox:
@@ -103,7 +121,7 @@ def awaiting_count(user) -> int:
     """How many things await ``user``'s decision or publishing (the nav badge): one count per section."""
     if not user.is_authenticated:
         return 0
-    return sum(section(user).count() for section in SECTIONS.values())
+    return sum(SECTIONS[kind](user).count() for kind in DECISIONS)
 
 
 def own_proposals(user) -> list[ModelVersion]:

@@ -191,13 +191,17 @@ def on_policy_published(sender, version: PolicyVersion, **kwargs) -> None:
 
 def notify_rebase_needed(version_id: int) -> int:
     version = PolicyVersion.objects.select_related("policy_set").filter(pk=version_id).first()
-    if version is None:
+    # A re-signed version repeats its source's routes: publishing takes the same bases as before, and
+    # those it refuses were told at the source's publish. An older version is no longer what counts.
+    if version is None or version.source_version_id is not None or version != version.policy_set.current_version():
         return 0
-    stale = (
-        ChangeRequest.objects.filter(policy_set=version.policy_set, status__in=OPEN_STATUSES)
-        .exclude(base_version=version)
-        .select_related("author")
-    )
+    # As publishing sees it: a base is current when it carries the current version's routes.
+    open_changes = ChangeRequest.objects.filter(policy_set=version.policy_set, status__in=OPEN_STATUSES)
+    stale = [
+        change
+        for change in open_changes.select_related("base_version")
+        if (change.base_version.content_origin_id if change.base_version else None) != version.content_origin_id
+    ]
     told = 0
     for change in stale:
         subject = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from compliance.matrix import CellState, check
 from compliance.models import CellDecision, MatrixCell
@@ -110,3 +111,18 @@ def test_the_matrix_filters_rows_by_cell_state(client_for, alice, bob, world) ->
 def test_the_dashboard_lists_pending_cell_requests(client_for, alice, world) -> None:
     body = client_for(alice).get("/").content.decode()
     assert f"{world['approved'].ref} × internal" in body
+
+
+def test_open_compliance_alerts_are_in_the_inbox_but_not_in_the_badge(client_for, alice, bob, world) -> None:
+    from compliance.models import AlertKind, ComplianceAlert
+
+    cell = MatrixCell.objects.get(model_version=world["approved"])
+    ComplianceAlert.objects.create(kind=AlertKind.CELL_UNUSABLE, message="old-model x internal unusable", cell=cell)
+    ComplianceAlert.objects.create(kind=AlertKind.EVALUATION_FAILED, message="resolved one", resolved_at=timezone.now())
+    client = client_for(alice)
+    body = client.get("/approvals/").content.decode()
+    assert 'id="inbox-alerts"' in body and "old-model x internal unusable" in body
+    assert f'href="{cell.get_absolute_url()}"' in body and "resolved one" not in body
+    assert "3 items await you." in body  # the version, the cell request and the credential
+    assert 'data-count="3"' in client.get("/approvals/count/").content.decode()
+    assert 'id="inbox-alerts"' not in client.get("/approvals/?kind=cells").content.decode()

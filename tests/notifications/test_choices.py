@@ -8,16 +8,29 @@ import hashlib
 import hmac
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from audits.models import AuditEvent
+from compliance.models import MatrixCell
 from notifications.delivery import payload, unsubscribe_token
 from notifications.models import Channel, Delivery, Kind, Notification, Preference, Webhook
 from notifications.planning import notify, people_with
-from notifications.reactions import notify_for_event
-from registry.models import ModelVersion
+from notifications.reactions import notify_for_event, notify_rebase_needed
+from portfolio.publishing import start_change
+from portfolio.signing import resign
+from registry.models import EndpointCredential, ModelVersion, Status
 from steward.roles import REVIEW_VERSIONS
-from tests.factories import make_model, version_fields
+from tests.factories import (
+    ROUTED_POLICY,
+    make_classification,
+    make_model,
+    make_version,
+    publish_through_review,
+    routed_world,
+    version_fields,
+)
 
 
 def test_the_profile_shows_the_choices_and_saves_them(client_for, alice) -> None:
@@ -145,3 +158,37 @@ def test_webhook_payloads_are_slack_and_teams_shaped(alice) -> None:
     card = payload(teams, delivery, [notification])
     assert card["@type"] == "MessageCard" and card["summary"] == "2 violations <found>"
     assert card["sections"][0]["potentialAction"][0]["targets"][0]["uri"] == "http://127.0.0.1:8000/audit/violations/"
+
+
+def test_only_a_new_current_version_with_new_routes_calls_for_a_rebase(alice, carol, bob) -> None:
+    world = routed_world(alice, carol, bob)
+    production = world["policy_set"]
+    stale = start_change(production, bob, "Lower the cap", "", ROUTED_POLICY.replace("1000", "800"))
+    v2 = publish_through_review(production, ROUTED_POLICY.replace("1000", "900"), bob, [carol], publisher=alice)
+    fresh = start_change(production, bob, "On v2", "", ROUTED_POLICY.replace("1000", "700"))
+    assert notify_rebase_needed(world["policy_version"].pk) == 0  # v1 is no longer current
+    assert notify_rebase_needed(v2.pk) == 1
+    (told,) = Notification.objects.filter(kind=Kind.NEEDS_REBASE)
+    assert told.user == bob and told.subject.startswith(f"CR-{stale.pk}: Lower the cap needs a rebase")
+    v3 = resign(production)
+    assert v3.source_version_id == v2.pk
+    assert notify_rebase_needed(v3.pk) == 0  # re-signed: the same routes, fresh's base still counts
+    assert Notification.objects.filter(kind=Kind.NEEDS_REBASE).count() == 1
+    assert fresh.base_version == v2
+
+
+def test_the_inbox_reads_in_the_same_number_of_queries_however_full(client_for, alice, bob) -> None:
+    internal = make_classification("internal", 1)
+
+    def queries_with(count: int) -> int:
+        for _ in range(count):
+            version = make_version(bob, model=make_model(), status=Status.APPROVED)
+            MatrixCell.for_pair(version, internal).request(bob, "needed")
+            make_version(bob, model=make_model())
+            EndpointCredential.request(bob, f"KEY_{MatrixCell.objects.count()}", ["api.example.com"])
+        client = client_for(alice)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/approvals/").status_code == 200
+        return len(queries)
+
+    assert queries_with(1) == queries_with(5)
