@@ -74,6 +74,7 @@ _releases: dict[str, tuple[float, CachedRelease | None]] = {}
 _seen: dict[int, float] = {}
 _last_flush = time.monotonic()
 _cache_down_since: float | None = None  # Unix time of the first cache failure not yet recovered from
+_pending_deletes: set[str] = set()  # cache keys this process could not delete while the cache was down
 _housekeeper: tuple[int, threading.Thread] | None = None  # (process id, thread)
 logger = logging.getLogger(__name__)
 
@@ -258,12 +259,16 @@ def _cache_set(key: str, value, timeout: float) -> None:
 
 
 def _cache_delete(key: str) -> None:
-    # While the cache is down a delete is not tried: the recovery forgets everything that changed.
+    # While the cache is down a delete is not tried: the recovery makes it, with what changed elsewhere.
     if _cache_down_since is not None:
+        with _lock:
+            _pending_deletes.add(key)
         return
     try:
         cache.delete(key)
     except Exception as error:  # noqa: BLE001
+        with _lock:
+            _pending_deletes.add(key)
         _cache_failed(error)
 
 
@@ -287,15 +292,21 @@ def _recover_cache() -> bool:
     published = PolicyRelease.objects.filter(issued_at__gte=changed_since).values_list(
         "policy_version__policy_set__slug", flat=True
     )
-    keys = [f"feed:token:{token_hash}" for token_hash in revoked]
-    keys += [f"feed:release:{slug}" for slug in set(published)]
+    keys = {f"feed:token:{token_hash}" for token_hash in revoked}
+    keys |= {f"feed:release:{slug}" for slug in published}
+    with _lock:
+        pending = set(_pending_deletes)
     try:
-        cache.delete_many(keys)
+        cache.delete_many(list(keys | pending))
     except Exception as error:  # noqa: BLE001
         degraded.noted("cache", error)
         return False
     with _lock:
         _cache_down_since = None
+        late = _pending_deletes - pending  # deletes this process skipped since the query above
+        _pending_deletes.clear()
+    for key in late:
+        _cache_delete(key)
     degraded.recovered("cache")
     return True
 

@@ -132,6 +132,7 @@ def _forget_feed_memory() -> None:
         feed._seen.clear()
     feed._last_flush = time.monotonic()
     feed._cache_down_since = None
+    feed._pending_deletes.clear()
     degraded.forget()
     cache.clear()
 
