@@ -23,7 +23,7 @@ from simple_history.models import HistoricalRecords
 
 from audits import events as audit
 from compliance.models import DataClassification
-from registry.models import slug_validator
+from registry.models import signable_amount, slug_validator
 
 from .policy import Policy, Route
 
@@ -44,7 +44,7 @@ class CostTier(models.Model):
     rank = models.PositiveSmallIntegerField(unique=True, help_text="Higher ranks are larger, costlier tiers.")
     price_ceiling_micro_usd = models.BigIntegerField(
         "price ceiling (micro-USD per million input tokens)",
-        validators=[MinValueValidator(0, "The price ceiling cannot be negative.")],
+        validators=[MinValueValidator(0, "The price ceiling cannot be negative."), signable_amount],
     )
     description = models.TextField(blank=True)
     history = HistoricalRecords()

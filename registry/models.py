@@ -16,6 +16,13 @@ from simple_history.models import HistoricalRecords
 
 from audits import events as audit
 from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
+from steward_client.canonical import MAX_SAFE_INTEGER
+
+# Prices and ceilings are written into audit events and signed policies, canonical JSON whose integers
+# stop at 2**53 - 1 (I-JSON); a larger amount could be stored but never recorded or signed.
+signable_amount = MaxValueValidator(
+    MAX_SAFE_INTEGER, f"At most {MAX_SAFE_INTEGER:,} micro-USD, the largest amount a signed policy can carry."
+)
 
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9.-]*$",
@@ -248,10 +255,12 @@ class ModelVersion(models.Model):
         help_text="The name of the environment variable that holds the API key.",
     )
     input_price_micro_usd = models.BigIntegerField(
-        "input price (micro-USD per million tokens)", validators=[MinValueValidator(0, "Prices cannot be negative.")]
+        "input price (micro-USD per million tokens)",
+        validators=[MinValueValidator(0, "Prices cannot be negative."), signable_amount],
     )
     output_price_micro_usd = models.BigIntegerField(
-        "output price (micro-USD per million tokens)", validators=[MinValueValidator(0, "Prices cannot be negative.")]
+        "output price (micro-USD per million tokens)",
+        validators=[MinValueValidator(0, "Prices cannot be negative."), signable_amount],
     )
     cost_tier = models.CharField(
         max_length=30, default="medium", validators=[slug_validator], help_text="small, medium, large …"

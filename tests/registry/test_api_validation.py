@@ -97,6 +97,23 @@ def test_negative_price_is_refused(field: str, bob, client_for, mistral_large):
 
 
 @pytest.mark.parametrize("field", ["input_price_micro_usd", "output_price_micro_usd"])
+@pytest.mark.parametrize("value", [2**53, 2**63 - 1])
+def test_price_past_what_a_signed_policy_carries_is_refused(field: str, value: int, bob, client_for, mistral_large):
+    # The column holds 2**63 - 1, but audit events and signed policies are canonical JSON (I-JSON): 2**53 - 1.
+    response = _post_json(client_for(bob), PROPOSALS, _proposal(**{field: value}))
+
+    [message] = _assert_names_only(response, field)
+    assert "9007199254740991" in message
+    assert not ModelVersion.objects.exists()
+
+
+def test_the_largest_signable_price_is_accepted(bob, client_for, mistral_large):
+    response = _post_json(client_for(bob), PROPOSALS, _proposal(input_price_micro_usd=2**53 - 1))
+
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("field", ["input_price_micro_usd", "output_price_micro_usd"])
 @pytest.mark.parametrize("value", [1.5, "2.50", "a lot", None])
 def test_price_that_is_not_an_integer_is_refused(field: str, value, bob, client_for, mistral_large):
     # Prices are integer micro-USD, never floats.
