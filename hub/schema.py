@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from audits.decisions import MAX_BATCH, MAX_CONTENT_CHARS
-from audits.models import DecisionRecord
+from audits.decisions import MAX_BATCH
+from audits.records import DecisionRecordIn
 from portfolio.feed import MAX_STATUS_BYTES, ROUTER_TOKEN_PREFIX, SPOOL_FIELDS
+from portfolio.models import Router, RouterReport
+from steward.columns import integer_range
 
 ROUTER_TOKEN = "routerToken"
-INT32 = 2**31 - 1
-INT62 = 2**62  # what a decision's cost and a spool's bytes may reach (bigint columns)
 SLUG = {"type": "string", "pattern": r"^[-a-zA-Z0-9_]+$"}
 TIME = {"type": "string", "format": "date-time"}
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -29,8 +29,35 @@ ERROR = {
 }
 
 
-def _max_length(model, field: str) -> int:
-    return model._meta.get_field(field).max_length
+def openapi_schema(json_schema: Any) -> Any:
+    """A pydantic model's JSON Schema as OpenAPI 3.0 writes it: ``nullable`` instead of a ``null``
+    alternative, without pydantic's generated titles."""
+    if isinstance(json_schema, list):
+        return [openapi_schema(item) for item in json_schema]
+    if not isinstance(json_schema, dict):
+        return json_schema
+    schema = {
+        key: (
+            {name: openapi_schema(value) for name, value in item.items()}
+            if key == "properties"
+            else openapi_schema(item)
+        )
+        for key, item in json_schema.items()
+        if key != "title"
+    }
+    options = schema.get("anyOf")
+    if options and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del schema["anyOf"]
+        schema = {**rest[0], **schema} if len(rest) == 1 else {**schema, "anyOf": rest}
+        schema["nullable"] = True
+    return schema
+
+
+def _count(model, field: str, least: int = 0, **more: Any) -> dict:
+    """An integer bounded by what the column holds."""
+    _, most = integer_range(model, field)
+    return {"type": "integer", "minimum": least, "maximum": most, **more}
 
 
 def _error(description: str) -> dict:
@@ -47,67 +74,28 @@ def _ref(name: str) -> dict:
 
 def components() -> dict[str, dict]:
     """The router protocol's bodies; the decision record with the limits of its columns."""
-
-    def text(field: str, **more: str) -> dict:
-        return {"type": "string", "minLength": 1, "maxLength": _max_length(DecisionRecord, field), **more}
-
-    counter = {"type": "integer", "minimum": 0, "maximum": INT32}
-    content = {"type": "string", "nullable": True, "maxLength": MAX_CONTENT_CHARS}
-    digest = {**SHA256, "nullable": True, "pattern": "^([0-9a-f]{64})?$"}
-    record = {
-        "type": "object",
-        "description": (
-            "One decision a router made. Content is stored only where the classification's storage rule "
-            "says `content`; otherwise only its SHA-256 is kept (a router may send only the digests)."
-        ),
-        "required": [
-            "request_id",
-            "occurred_at",
-            "task",
-            "classification",
-            "model",
-            "policy_version",
-            "latency_ms",
-            "input_tokens",
-            "output_tokens",
-            "cost_micro_usd",
-        ],
-        "properties": {
-            "request_id": text("request_id", description="Unique per router; a repeat is accepted once."),
-            "occurred_at": {**TIME, "description": "RFC 3339 with a time zone, e.g. 2026-11-28T12:00:00Z."},
-            "policy_set": {"type": "string", "description": "When given, the router's own set (else 403)."},
-            "policy_version": {"type": "integer", "minimum": 1, "maximum": INT32},
-            "task": text("task"),
-            "classification": text("classification", description="The data classification's slug."),
-            "model": text("model", description="provider/model@version"),
-            "fallback_used": {"type": "boolean", "default": False},
-            "escalated": {"type": "boolean", "default": False},
-            "latency_ms": counter,
-            "input_tokens": counter,
-            "output_tokens": counter,
-            "cost_micro_usd": {"type": "integer", "minimum": 0, "maximum": INT62},
-            "input": content,
-            "output": content,
-            "input_sha256": digest,
-            "output_sha256": digest,
-        },
-    }
+    record = openapi_schema(DecisionRecordIn.model_json_schema(mode="validation"))
+    record["description"] = (
+        "One decision a router made. Content is stored only where the classification's storage rule says "
+        "`content`; otherwise only its SHA-256 is kept (a router may send only the digests). Members not "
+        "listed are ignored."
+    )
     status_report = {
         "type": "object",
         "required": ["status"],
         "properties": {
             "status": {"type": "string", "enum": ["ack", "nack"], "description": "Case-insensitive."},
-            "version": {
-                "type": "integer",
-                "nullable": True,
-                "minimum": 0,
-                "maximum": INT32,
-                "description": "The version applied (required with an ACK) or refused.",
-            },
-            "trust_version": {"type": "integer", "nullable": True, "minimum": 0, "maximum": INT32},
+            "version": _count(
+                RouterReport,
+                "version",
+                nullable=True,
+                description="The version applied (required with an ACK) or refused.",
+            ),
+            "trust_version": _count(RouterReport, "trust_version", nullable=True),
             "error": {"type": "string", "nullable": True, "description": "Why a bundle was refused (NACK)."},
+            # The spool's age is kept as the time of its oldest record, bounded like its count.
             **{
-                field: {"type": "integer", "minimum": 0, "maximum": INT62 if field == "spool_bytes" else INT32}
+                field: _count(Router, "spool_records" if field == "spool_age_seconds" else field)
                 for field in SPOOL_FIELDS
             },
         },
@@ -330,6 +318,7 @@ ERRORS = {
     "403": "Signed in, without the role this needs.",
     "404": "No such object.",
     "413": "The body is too large.",
+    "503": "A service Steward needs is down (PostgreSQL, the task queue): Retry-After says when to ask again.",
 }
 
 
@@ -342,7 +331,7 @@ def _document_errors(operation: dict, path: str) -> None:
         if parameter["in"] == "path" and schema.get("type") == "string" and free:
             schema["pattern"] = "^[^/.]+$"
     responses = operation.setdefault("responses", {})
-    codes = ["401", "403"]
+    codes = ["401", "403", "503"]
     if operation.get("parameters") or "requestBody" in operation:
         codes.append("400")
     if "{" in path:
@@ -369,6 +358,10 @@ def complete_schema(result: dict, generator, request, public) -> dict:
     for path, operations in result.get("paths", {}).items():
         for operation in operations.values():
             _document_errors(operation, path)
-    result["paths"] = {**result.get("paths", {}), **paths()}
+    router_paths = paths()
+    for operations in router_paths.values():  # the router protocol lists its own errors; a service can be down
+        for operation in operations.values():
+            operation["responses"].setdefault("503", _error(ERRORS["503"]))
+    result["paths"] = {**result.get("paths", {}), **router_paths}
     result["paths"] = dict(sorted(result["paths"].items()))
     return result
