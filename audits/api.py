@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from portfolio.feed import router_from_request, unauthorised
 from portfolio.models import Router
 from steward.api import requires
+from steward.paging import WHOLE_NUMBER
 from steward.parsers import JSONBodyError, parse_json_batch
 
 from .chain import chain_json
@@ -199,7 +200,7 @@ def checkpoints(request) -> Response:
     if not request.user.has_perm("audits.view_auditcheckpoint"):
         return Response({"detail": "You do not have permission to read the audit checkpoints."}, status=403)
     after = request.query_params.get("after") or "0"
-    if not after.isdigit() or len(after) > 18:
+    if not WHOLE_NUMBER.fullmatch(after):
         return Response({"after": ["Must be a checkpoint number: a whole number, 0 or more."]}, status=400)
     rows = list(AuditCheckpoint.objects.filter(number__gt=int(after)).order_by("number")[: CHECKPOINT_PAGE + 1])
     more = len(rows) > CHECKPOINT_PAGE

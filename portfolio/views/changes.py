@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 
 from steward.forms import add_model_errors
 from steward.history import history_rows
-from steward.paging import page_size
+from steward.paging import WHOLE_NUMBER, page_size
 
 from ..forms import (
     ChangeFilterForm,
@@ -80,7 +80,7 @@ def validate_policy(request: HttpRequest) -> HttpResponse:
     policy_set = get_object_or_404(PolicySet, slug=request.POST.get("policy_set", ""))
     base_number = request.POST.get("base", "")
     if base_number:
-        if not base_number.isdigit():
+        if not WHOLE_NUMBER.fullmatch(base_number):
             raise Http404("No such version.")
         base = get_object_or_404(PolicyVersion, policy_set=policy_set, number=int(base_number))
     else:
@@ -118,7 +118,7 @@ def new_change_request(request: HttpRequest) -> HttpResponse:
     current = policy_set.current_version()
     source = None
     if rollback := request.GET.get("from"):
-        if not rollback.isdigit():
+        if not WHOLE_NUMBER.fullmatch(rollback):
             raise Http404("No such version.")
         source = get_object_or_404(PolicyVersion, policy_set=policy_set, number=int(rollback))
     extra = {"rollback_from": source, "action_url": request.get_full_path()}

@@ -159,6 +159,9 @@ def test_who_may_see_each_page(people, production, url, expected) -> None:
         "/policies/changes/999999/",
         "/policies/changes/new/?set=nowhere",
         "/policies/changes/new/?set=production&from=99",
+        # Digits to str.isdigit() but not to int(): they were a 500.
+        "/policies/changes/new/?set=production&from=²",
+        "/policies/changes/new/?set=production&from=٣",
     ],
 )
 def test_unknown_things_are_404(people, url) -> None:
@@ -344,6 +347,11 @@ def validate(client: Client, text: str, policy_set: str = "production", base: st
         HTTP_HX_REQUEST="true",
         HTTP_HX_TARGET="validation",
     )
+
+
+@pytest.mark.parametrize("base", ["²", "x", "-1"])
+def test_the_live_check_against_a_base_that_is_no_version_number_is_404(people, base) -> None:
+    assert validate(client_as(people, "bob"), "routes: []", base=base).status_code == 404
 
 
 @pytest.mark.parametrize(
