@@ -85,6 +85,7 @@ urlpatterns = [
     path("api/docs/", login_required(ApiDocsView.as_view(url_name="schema")), name="api-docs"),
 ]
 
+handler400 = "steward.views.bad_request"
 handler403 = "steward.views.permission_denied"
 handler404 = "steward.views.page_not_found"
 handler500 = "steward.views.server_error"

@@ -20,11 +20,13 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
+from django.core.exceptions import DisallowedHost
 from django.db import connection, transaction
 from django.db.models import Max, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -311,6 +313,15 @@ def _moment(unix_time: float) -> str:
 def _api_error(request: HttpRequest, detail: str, status: int) -> JsonResponse | None:
     """The API's clients read JSON, also for a URL that matched nothing: ``{"detail": ...}``."""
     return JsonResponse({"detail": detail}, status=status) if request.path.startswith("/api/") else None
+
+
+def bad_request(request: HttpRequest, exception=None) -> HttpResponse:
+    """A request Django refuses before any view (a Host header it does not serve, a malformed body)."""
+    if isinstance(exception, DisallowedHost):
+        detail = "The Host header names a host this server does not answer for."
+    else:
+        detail = "Bad request: it could not be read."
+    return _api_error(request, detail, 400) or defaults.bad_request(request, exception)
 
 
 def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
