@@ -238,7 +238,7 @@ def _cache_failed(error: Exception) -> None:
     _start_housekeeping()
 
 
-def _cache_get(key: str):
+def _cache_get(key: str) -> object:
     """The cached value, or ``_MISSING`` when it is absent or the cache does not answer."""
     if _cache_down_since is not None:
         return _MISSING
@@ -249,7 +249,7 @@ def _cache_get(key: str):
         return _MISSING
 
 
-def _cache_set(key: str, value, timeout: float) -> None:
+def _cache_set(key: str, value: object, timeout: float) -> None:
     if _cache_down_since is not None:
         return
     try:
