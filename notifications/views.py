@@ -18,7 +18,9 @@ from steward.views import profile_page
 
 from .delivery import ALL, read_unsubscribe_token
 from .forms import PreferenceForm, WebhookForm
-from .models import Kind, Preference, Webhook
+from .models import Delivery, Kind, Preference, Webhook
+
+RECENT_DELIVERIES = 10
 
 
 def _preference_form(preference: Preference, data=None) -> PreferenceForm:
@@ -38,6 +40,7 @@ def profile_section(request: HttpRequest, preference_form=None, webhook_form=Non
         "kind_rows": list(zip(preference_form["email_kinds"], preference_form["webhook_kinds"], strict=True)),
         "webhook_form": webhook_form or WebhookForm(prefix="webhook"),
         "webhooks": Webhook.objects.filter(user=request.user, removed_at__isnull=True),
+        "deliveries": Delivery.objects.filter(user=request.user).select_related("webhook")[:RECENT_DELIVERIES],
         "has_email": bool(request.user.email),
     }
     return render_to_string("notifications/_profile_section.html", context, request)

@@ -192,3 +192,13 @@ def test_the_inbox_reads_in_the_same_number_of_queries_however_full(client_for, 
         return len(queries)
 
     assert queries_with(1) == queries_with(5)
+
+
+def test_the_profile_shows_what_was_sent_recently_and_why_it_failed(client_for, alice) -> None:
+    webhook, _ = Webhook.create(alice, "team", "https://example.com/hook")
+    notify([alice], Kind.VIOLATION, "v1", "A violation")
+    Delivery.objects.filter(webhook=webhook).update(
+        status="failed", attempts=7, last_error="https://example.com/hook answered 500"
+    )
+    body = client_for(alice).get("/profile/").content.decode()
+    assert 'id="deliveries"' in body and "https://example.com/hook answered 500" in body and "Failed" in body
