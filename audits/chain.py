@@ -87,6 +87,14 @@ def decision_chain(decision: DecisionRecord) -> dict:
             )
             cell_changed = then is not None and then != now
     release = getattr(policy, "release", None) if policy else None
+    # A version published only after Steward received the decision did not stand behind it.
+    published_later = (
+        None
+        if policy
+        else PolicyVersion.objects.filter(policy_set__slug=decision.policy_set, number=decision.policy_version)
+        .values_list("published_at", flat=True)
+        .first()
+    )
     return {
         "judged": judged,
         "moment": judged.moment,
@@ -98,6 +106,7 @@ def decision_chain(decision: DecisionRecord) -> dict:
         "origin": origin,
         "release": release,
         "published_at_decision": judged.published,
+        "published_later": published_later,
         "expired_at_decision": judged.expired,
         "superseded_by": judged.superseded_by,
         "superseded_at": judged.superseded_at,

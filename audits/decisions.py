@@ -115,6 +115,7 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
             keep = classification is not None and classification.storage == StorageRule.CONTENT
             model = book.models.get(record["model"])
             decision = DecisionRecord(
+                received_at=book.until,  # what the book read is what Steward had when it received the batch
                 router=router,
                 policy_set=policy_set,
                 request_id=record["request_id"],

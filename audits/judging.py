@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.utils import timezone
 
 from compliance.matrix import RecordedMatrix, Verdict
 from compliance.models import DataClassification
@@ -79,28 +80,31 @@ class PolicyBook:
     """The policy set's versions, the models, classifications and the recorded matrix that a batch
     of decisions refers to, loaded once (a fixed number of queries for any batch)."""
 
-    def __init__(self, policy_set: str, records: Iterable[dict]) -> None:
+    def __init__(self, policy_set: str, records: Iterable[dict], until: dt.datetime | None = None) -> None:
+        """``until``: what Steward had recorded by then is all that counts (default now). Ingest reads
+        up to the moment it receives a batch, the chain page up to the record's ``received_at``
+        (the same moment), so a version published or a holding recorded after a record arrived,
+        even one dated in the future, changes neither answer."""
         records = list(records)
         self.policy_set = policy_set
+        self.until = until or timezone.now()
         numbers = {r["policy_version"] for r in records}
-        self.versions = {
-            v.number: v
-            for v in PolicyVersion.objects.filter(policy_set__slug=policy_set, number__in=numbers).select_related(
-                "release"
-            )
-        }
+        published = PolicyVersion.objects.filter(policy_set__slug=policy_set, published_at__lte=self.until)
+        self.versions = {v.number: v for v in published.filter(number__in=numbers).select_related("release")}
         # The whole timeline of the set (a few columns): which version was in force when.
         self.timeline = [
             Publication(number, published_at, source or pk)
-            for number, published_at, source, pk in PolicyVersion.objects.filter(policy_set__slug=policy_set)
-            .order_by("number")
-            .values_list("number", "published_at", "source_version_id", "pk")
+            for number, published_at, source, pk in published.order_by("number").values_list(
+                "number", "published_at", "source_version_id", "pk"
+            )
         ]
         refs = {r["model"] for r in records}
-        self.models = {v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs)}
+        self.models = {
+            v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs, proposed_at__lte=self.until)
+        }
         slugs = {r["classification"] for r in records}
         self.classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
-        self.matrix = RecordedMatrix(self.models.values(), self.classifications.values())
+        self.matrix = RecordedMatrix(self.models.values(), self.classifications.values(), until=self.until)
 
     @classmethod
     def for_decision(cls, decision: DecisionRecord) -> PolicyBook:
@@ -112,9 +116,9 @@ class PolicyBook:
                     "model": decision.model,
                     "classification": decision.classification,
                     "occurred_at": decision.occurred_at,
-                    "received_at": decision.received_at,
                 }
             ],
+            until=decision.received_at,
         )
 
     def allowed(self, version: PolicyVersion, task: str, classification: str) -> tuple[str, ...] | None:

@@ -318,7 +318,9 @@ class RecordedMatrix(Matrix):
     def _use_holdings(self, holdings: Iterable[CertificationHolding]) -> None:
         if not hasattr(self, "_recorded"):
             # First call, from ``Matrix.__init__``: keep every holding, ordered by when it was recorded.
-            self._recorded = sorted(holdings, key=lambda h: (h.recorded_at, h.pk))
+            self._recorded = sorted(
+                (h for h in holdings if h.recorded_at <= self.until), key=lambda h: (h.recorded_at, h.pk)
+            )
             self._recorded_at = [h.recorded_at for h in self._recorded]
             self._by_count: dict[int, tuple] = {}
             holdings = []

@@ -287,3 +287,23 @@ def test_a_holding_recorded_after_the_decision_does_not_cover_it_even_back_dated
     found = _report(lived)["certificate expired then, renewed since"]
     assert _kinds(found) == {ViolationKind.NOT_USABLE}
     assert "SOC 2 Type II expired on" in found.violations.get().detail
+
+
+def test_what_was_recorded_after_a_decision_arrived_changes_neither_its_violations_nor_its_page(
+    lived, client_for, dave, bob, carol
+):
+    """A router reports a version that does not exist yet, dated ahead of Steward's clock; the version
+    is published afterwards, before that date. The record keeps its violation, and its page still
+    says what stood when it arrived."""
+    ahead = (timezone.now() + dt.timedelta(hours=1)).isoformat()
+    post(Client(), lived["token"], [decision(1, policy_version=3, occurred_at=ahead)])
+    found = DecisionRecord.objects.get(request_id="req-1")
+    assert _kinds(found) == {ViolationKind.UNKNOWN_POLICY}
+    publish_through_review(
+        lived["policy_set"], SECOND_POLICY.replace("    fallbacks: [beta/small-b@1]\n", ""), bob, [carol]
+    )
+    body = client_for(dave).get(f"/audit/decisions/{found.pk}/").content.decode()
+    assert "production v3 was published only on" in body and "after Steward received this decision" in body
+    chain = client_for(dave).get(f"/api/v1/decisions/{found.pk}/chain").json()
+    assert chain["policy_version"] is None
+    assert {v["kind"] for v in chain["violations"]} == _kinds(found) == {ViolationKind.UNKNOWN_POLICY}
