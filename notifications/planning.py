@@ -36,6 +36,8 @@ def notify(people: Iterable, kind: str, key: str, subject: str, body: str = "", 
     made: list[Notification] = []
     deliveries: list[Delivery] = []
     key = key[:200]
+    # One line (titles and comments are people's text): a subject becomes an email header.
+    subject = " ".join(subject.split())[:300]
     people = list(people)
     told = set(Notification.objects.filter(key=key, user__in=people).values_list("user_id", flat=True))
     people = [person for person in people if person.pk not in told]
@@ -45,7 +47,7 @@ def notify(people: Iterable, kind: str, key: str, subject: str, body: str = "", 
         try:
             with transaction.atomic():
                 notification = Notification.objects.create(
-                    user=person, kind=kind, key=key, subject=subject[:300], body=body, link=link
+                    user=person, kind=kind, key=key, subject=subject, body=body, link=link
                 )
         except IntegrityError:
             continue  # told already (a retried task, a sweep that runs again)

@@ -37,8 +37,9 @@ def deliver(self, delivery_id: int) -> str:
         delivery.attempts += 1
         try:
             send(delivery)
-        except DeliveryFailed as error:
-            delivery.last_error = str(error)[:2000]
+        except Exception as error:  # noqa: BLE001 - any failure is an attempt, kept with its reason
+            reason = str(error) if isinstance(error, DeliveryFailed) else f"{type(error).__name__}: {error}"
+            delivery.last_error = reason[:2000]
             if self.request.retries >= self.max_retries:
                 delivery.status = DeliveryStatus.FAILED
             delivery.save(update_fields=["attempts", "last_error", "status"])

@@ -202,3 +202,8 @@ def test_the_profile_shows_what_was_sent_recently_and_why_it_failed(client_for, 
     )
     body = client_for(alice).get("/profile/").content.decode()
     assert 'id="deliveries"' in body and "https://example.com/hook answered 500" in body and "Failed" in body
+
+
+def test_a_subject_is_one_line_whatever_people_typed(alice) -> None:
+    (notification,) = notify([alice], Kind.DECIDED, "k", "CR-1: Evil\r\nBcc: everyone@example.org\n title")
+    assert notification.subject == "CR-1: Evil Bcc: everyone@example.org title"

@@ -207,6 +207,8 @@ def test_preferences_digest_and_the_unsubscribe_link_are_respected(fresh, smtp, 
 def test_a_receiver_that_fails_twice_gets_the_message_on_the_third_attempt(fresh, smtp, receiver, alice, bob) -> None:
     flaky = hook(receiver, alice, "flaky")
     broken = hook(receiver, alice, "broken")
+    garbled = hook(receiver, alice, "garbled")
+    Webhook.objects.filter(pk=garbled.pk).update(secret_encrypted=b"not what STEWARD_KEK encrypted")
     receiver.fail_first.update({"flaky": 2, "broken": 99})
     provider = make_provider(name="Acme", slug="acme")
     version = ModelVersion.propose(bob, **version_fields(make_model(provider=provider)))
@@ -220,6 +222,11 @@ def test_a_receiver_that_fails_twice_gets_the_message_on_the_third_attempt(fresh
     failed = Delivery.objects.get(webhook=broken)
     assert failed.attempts == MAX_RETRIES + 1 and receiver.attempts["broken"] == MAX_RETRIES + 1
     assert failed.last_error == f"{receiver.url}/broken answered 500"
+    # Any failure is an attempt with its reason (here the secret cannot be decrypted), never a lost task.
+    wait_for(lambda: Delivery.objects.get(webhook=garbled).status == DeliveryStatus.FAILED, timeout=60, what="garbled")
+    unsigned = Delivery.objects.get(webhook=garbled)
+    assert unsigned.attempts == MAX_RETRIES + 1 and "STEWARD_KEK does not decrypt" in unsigned.last_error
+    assert not receiver.at("garbled")
     told_by_email(smtp, "alice@example.org", Kind.AWAITING_DECISION, version.ref)
 
 
