@@ -16,7 +16,7 @@ LITELLM_VENV := .venv-litellm
 LITELLM_VERSION := 1.108.7
 LITELLM_STAMP := $(LITELLM_VENV)/.litellm-$(LITELLM_VERSION)
 
-.PHONY: run test install lint migrate seed services-check chromium clean bench litellm
+.PHONY: run test install lint migrate seed static services-check chromium clean bench litellm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,12 +45,16 @@ litellm: $(LITELLM_VENV)/.plugin
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
+# Fingerprinted, compressed copies of the static files under var/static (steward/storage.py).
+static: install
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python -m demo.traffic
 
 # The demo on SQLite and the filesystem broker (nothing to set up); Ctrl-C stops everything.
-run: seed
+run: seed static
 	$(BIN)/python manage.py serve
 
 # Chromium comes from Debian; install it when missing and we are root.
@@ -72,7 +76,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
 
-test: install litellm chromium services-check lint
+test: install litellm chromium services-check lint static
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 

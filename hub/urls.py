@@ -55,6 +55,7 @@ urlpatterns = [
     path("security/lockouts/", steward_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", steward_views.unlock, name="unlock"),
     path("health/", steward_views.health, name="health"),
+    path("favicon.ico", steward_views.favicon, name="favicon"),
     # Recommendations are portfolio's (they open change requests); they stay beside the suites they read.
     path("registry/recommendations/", include((RECOMMENDATIONS, "recommendations"))),
     path("registry/", include("registry.urls")),

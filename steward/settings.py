@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
-import plotly
+from whitenoise.compress import Compressor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -203,16 +203,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-STATICFILES_DIRS = [
-    BASE_DIR / "static",
-    # plotly.js comes from the plotly package itself: served by us, never from a CDN.
-    ("plotly", Path(plotly.__file__).parent / "package_data"),
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "steward.storage.PlotlyFinder",
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "steward.storage.StaticStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# collectstatic keeps only the fingerprinted copies (and their gzip and Brotli copies); a name
+# without its hash is served from the source directories.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+# Source maps are for a developer's tools, not for every page: not worth compressing at build time.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"
 

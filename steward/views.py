@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.cache import never_cache
@@ -353,3 +354,9 @@ def server_error(request: HttpRequest) -> HttpResponse:
     # The outage is logged when it begins and once a minute (degraded.noted), not with a traceback per request.
     response._has_been_logged = True
     return response
+
+
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico before reading a page's icon link: send them to the static icon."""
+    return redirect(static("steward/favicon.svg"), permanent=True)

@@ -93,6 +93,18 @@ def _an_empty_audit_trail_for_each_test(request) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _static_files_served_as_in_production() -> Iterator[None]:
+    """pytest-django's live server answers /static/ itself, from the source directories, where the
+    fingerprinted names of ``collectstatic`` do not exist; it leaves them to WhiteNoise here, as
+    Steward serves them in production (steward/storage.py)."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StaticFilesHandler, "_should_handle", lambda self, path: False)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _session_checkpoint_log(tmp_path_factory) -> Iterator[None]:
     """Checkpoints made by module- and package-scoped fixtures (seed_demo) go to a directory of the
     test run, never into the project's var/."""
