@@ -1,7 +1,8 @@
 """Static files as a browser gets them: fingerprinted URLs, compressed bodies, a year's cache at least.
 
 The files come from ``collectstatic`` (``make test`` runs it first; this module runs it when the
-checkout has not), served by WhiteNoise through the whole middleware stack."""
+checkout has not, or when Steward's static files changed since), served by WhiteNoise through the
+whole middleware stack."""
 
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ SOURCES = {
 @pytest.fixture(scope="module")
 def collected() -> Path:
     root = Path(settings.STATIC_ROOT)
-    if not (root / "staticfiles.json").exists():
-        call_command("collectstatic", "--noinput", verbosity=0)
     staticfiles_storage._wrapped = empty  # read the manifest afresh
+    if not (root / "staticfiles.json").exists() or staticfiles_storage._sources_changed():
+        call_command("collectstatic", "--noinput", verbosity=0)
+        staticfiles_storage._wrapped = empty
     return root
 
 
