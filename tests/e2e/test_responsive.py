@@ -101,3 +101,15 @@ def test_the_skip_link_takes_the_keyboard_past_the_top_bar(page: Page, live_serv
     expect(skip).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.locator("main#main")).to_be_focused()
+
+
+def test_at_1400_px_the_matrix_shows_all_seven_classifications_without_scrolling(
+    page: Page, live_server, alice, portfolio
+) -> None:
+    page.set_viewport_size({"width": 1400, "height": 900})
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/compliance/matrix/")
+    expect(page.locator("table.matrix thead th")).to_have_count(8)  # the version column and seven
+    scroll = page.locator(".matrix-scroll")
+    wide, shown = scroll.evaluate("el => [el.scrollWidth, el.clientWidth]")
+    assert wide <= shown, f"the matrix is {wide} px wide in {shown} px: its last column is cut off"
