@@ -77,7 +77,8 @@ class RequestIdMiddleware:
 
 
 class NulCharacterMiddleware:
-    """Answer 400 when the path or a query parameter holds a NUL character (``?status=%00``).
+    """Answer 400 when the path, a query parameter or a page's form field holds a NUL character
+    (``?status=%00``).
 
     No column can store one (PostgreSQL text refuses it), so no slug or filter could match it; refusing
     it here keeps every lookup and filter of every page and API from sending it to the database.
@@ -94,13 +95,22 @@ class NulCharacterMiddleware:
                 return refused
         return self.get_response(request)
 
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+        """A page's form fields too (the API's parsers check their own bodies). This runs after
+        BodySizeMiddleware has refused bodies too large, as Django's CSRF check reads the form then too."""
+        if request.method != "POST" or request.path.startswith("/api/"):
+            return None
+        if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return None
+        return self._refuse(request, request.POST)
+
     @staticmethod
-    def _refuse(request: HttpRequest) -> HttpResponse | None:
+    def _refuse(request: HttpRequest, form=None) -> HttpResponse | None:
         message = "Null characters are not allowed."
         errors: dict[str, list[str]] = {}
         if "\x00" in request.path:
             errors["path"] = [f"The URL's path holds a NUL character (%00). {message}"]
-        for key, values in request.GET.lists():
+        for key, values in (form if form is not None else request.GET).lists():
             if "\x00" in key or any("\x00" in value for value in values):
                 errors[key.replace("\x00", "\\u0000")] = [message]
         if not errors:

@@ -138,6 +138,22 @@ def test_pages_refuse_a_nul_in_their_filters_too(officer, url):
     assert "Null characters are not allowed" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("url", "data", "field"),
+    [
+        ("/policies/changes/validate/", {"policy_set": "production\x00", "policy": "default: deny"}, "policy_set"),
+        ("/policies/changes/new/", {"policy_set": "production", "title": "x\x00", "policy": "default: deny"}, "title"),
+        ("/policies/fleet/", {"name": "edge-9", "policy_set": "production\x00"}, "policy_set"),
+    ],
+)
+def test_page_forms_refuse_a_nul_naming_the_field(officer, url, data, field):
+    before = ChangeRequest.objects.count()
+    response = officer.post(url, data)
+    assert response.status_code == 400
+    assert f"{field}: Null characters are not allowed." in response.content.decode()
+    assert ChangeRequest.objects.count() == before
+
+
 # --- bodies -------------------------------------------------------------------------------------
 
 # (path, body as JSON text, the field the 400 names, the model whose rows must not change)
