@@ -40,5 +40,5 @@ def test_version_page_shows_field_level_history(alice, bob, mistral_large, clien
     cells = [cell.strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", history, re.S)]
     assert "alice" in cells and "bob" in cells
     at = cells.index("status")
-    assert cells[at : at + 3] == ["status", "proposed", "approved"]
+    assert cells[at : at + 3] == ["status", "Proposed", "Approved"]
     assert "approve: Meets the bar." in cells
