@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -203,8 +203,14 @@ def _run(pk: int) -> EvaluationRun:
 
 def _run_context(request: HttpRequest, run: EvaluationRun) -> dict:
     results = run.results.select_related("case").order_by("case__position", "case__pk")
+    failures_only = request.GET.get("show") == "failures"
+    failing = Q(passed=False) | ~Q(error="")
+    if failures_only:
+        results = results.filter(failing)
     return {
         "run": run,
+        "failures_only": failures_only,
+        "failure_count": run.results.filter(failing).count() if run.is_finished else None,
         "eta_seconds": run.eta_seconds(),
         "can_run": request.user.has_perm(RUN_PERMISSION),
         "results": Paginator(results, page_size(request, RESULT_PAGE_SIZE)).get_page(request.GET.get("page")),

@@ -22,7 +22,7 @@ from demo.server import start_in_thread
 from portfolio.models import ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from portfolio.policy import normalise
 from portfolio.recommendations import Standing, pareto_frontier, review_routes
-from registry.evaluation.runs import dispatch_due_runs, run_inline
+from registry.evaluation.runs import dispatch_due_runs, run_inline, start_run
 from registry.evaluation.suites import SuiteSpec, save_suite
 from registry.models import CaseResult, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger, Status
 from tests.factories import (
@@ -606,3 +606,27 @@ def test_after_seed_demo_the_sandbox_route_gets_a_recommendation(client_for, set
     assert revision.errors == [], revision.errors  # the new policy validates
     [route] = yaml.safe_load(revision.document)["routes"]
     assert (route["model"], route["fallbacks"]) == ("demo/swift@1", ["demo/careful@1"])
+
+
+def test_the_results_show_the_expected_answer_and_filter_to_failures(bob, client_for, demo_server) -> None:
+    suite = make_suite("expected-shown", 6)
+    suite.cases.filter(position__lt=3).update(expected="technical")  # refund tickets: these three cannot pass
+    version = demo_version(bob, "demo-swift", base_url=demo_server.url)
+    run = run_inline(start_run(suite, version, by=bob, dispatch=False))
+    assert run.status == RunStatus.COMPLETED
+    failing = set(CaseResult.objects.filter(run=run, passed=False).values_list("case__key", flat=True))
+    passing = set(CaseResult.objects.filter(run=run, passed=True).values_list("case__key", flat=True))
+    assert failing and passing, "demo-swift gets some of these right and some wrong"
+    api = client_for(bob)
+
+    page = text(api.get(run.get_absolute_url()))
+    assert "<th>Expected</th>" in page
+    assert page.count('<td class="expected">technical</td>') == page.count('<td class="expected">billing</td>') == 3
+    assert f"Failures and errors only ({len(failing)})" in page
+
+    only = text(
+        api.get(f"{run.get_absolute_url()}?show=failures", headers={"HX-Request": "true", "HX-Target": "run-results"})
+    )
+    shown = set(re.findall(r"<td><code>(t\d+)</code></td>", only))
+    assert shown == failing
+    assert f"{len(failing)} results that failed or errored" in only or f"{len(failing)} result that failed" in only
