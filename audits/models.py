@@ -164,7 +164,11 @@ class DecisionRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["router", "request_id"], name="one_decision_per_router_request"),
         ]
-        indexes = [models.Index(fields=["policy_set", "task", "occurred_at"])]
+        indexes = [
+            models.Index(fields=["policy_set", "task", "occurred_at"]),
+            # The global search finds a decision by its request id alone, whichever router sent it.
+            models.Index(fields=["request_id"], name="audits_decision_request_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.request_id}: {self.task}/{self.classification} → {self.model}"

@@ -51,6 +51,7 @@ urlpatterns = [
     path("profile/", steward_views.profile, name="profile"),
     path("profile/tokens/<int:pk>/revoke/", steward_views.revoke_token, name="revoke-token"),
     path("approvals/", views.approvals_inbox, name="approvals"),
+    path("search/", views.global_search, name="search"),
     path("approvals/count/", views.inbox_badge, name="inbox-badge"),
     path("security/lockouts/", steward_views.lockouts, name="lockouts"),
     path("security/lockouts/unlock/", steward_views.unlock, name="unlock"),

@@ -1,4 +1,4 @@
-"""The pages that read every app: the dashboard and the approvals inbox."""
+"""The pages that read every app: the dashboard, the approvals inbox and the global search."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from audits.models import Violation, ViolationKind
 from compliance.alerts import open_alerts
 from hub import inbox
 from hub.charts import versions_by_provider_chart
+from hub.search import MAX_QUERY, search
 from portfolio.feed import stale_router_count
 from portfolio.models import ChangeRequest
 from portfolio.signing import expiring_releases
@@ -97,3 +98,14 @@ def inbox_badge(request: HttpRequest) -> HttpResponse:
     """The nav badge: how many things await the signed-in person (loaded by htmx after the page, so
     that no page pays for it)."""
     return render(request, "_inbox_badge.html", {"awaiting": inbox.awaiting_count(request.user)})
+
+
+@require_GET
+def global_search(request: HttpRequest) -> HttpResponse:
+    """The top bar's search: what the signed-in person may read that matches ``q``."""
+    query = request.GET.get("q", "")
+    if len(query) > MAX_QUERY:
+        return render(
+            request, "search.html", {"results": None, "error": f"q: at most {MAX_QUERY} characters"}, status=400
+        )
+    return render(request, "search.html", {"results": search(request.user, query)})

@@ -1,13 +1,14 @@
 """Static files as a browser gets them: fingerprinted URLs, compressed bodies, a year's cache at least.
 
-The files come from ``collectstatic`` (``make test`` runs it first; this module runs it when the
-checkout has not, or when Steward's static files changed since), served by WhiteNoise through the
-whole middleware stack."""
+The files come from ``collectstatic`` (``make test`` runs it first; this module collects into a
+directory of its own when the checkout has not, or when Steward's static files changed since),
+served by WhiteNoise through the whole middleware stack."""
 
 from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import brotli
@@ -16,7 +17,7 @@ import pytest
 from django.conf import settings
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils.functional import empty
 
 FINGERPRINTED = re.compile(r"^/static/(?P<name>.+)\.(?P<hash>[0-9a-f]{12})\.(?P<ext>css|js|svg)$")
@@ -28,13 +29,20 @@ SOURCES = {
 
 
 @pytest.fixture(scope="module")
-def collected() -> Path:
-    root = Path(settings.STATIC_ROOT)
+def collected(tmp_path_factory) -> Iterator[Path]:
+    """STATIC_ROOT as ``make test`` leaves it; when it is missing or older than Steward's static
+    files, a collection of this module's own (never rewriting the one other test processes serve)."""
     staticfiles_storage._wrapped = empty  # read the manifest afresh
-    if not (root / "staticfiles.json").exists() or staticfiles_storage._sources_changed():
+    root = Path(settings.STATIC_ROOT)
+    if (root / "staticfiles.json").exists() and not staticfiles_storage._sources_changed():
+        yield root
+        return
+    root = tmp_path_factory.mktemp("static")
+    with override_settings(STATIC_ROOT=str(root)):
         call_command("collectstatic", "--noinput", verbosity=0)
         staticfiles_storage._wrapped = empty
-    return root
+        yield root
+    staticfiles_storage._wrapped = empty
 
 
 def _max_age(response) -> int:
