@@ -24,7 +24,7 @@ from portfolio.models import PolicyVersion, Router
 from .events import record as audit_record
 from .judging import PolicyBook
 from .models import DecisionRecord, Violation, ViolationKind
-from .records import MAX_CONTENT_CHARS, check_record  # noqa: F401 - MAX_CONTENT_CHARS: the schema reads it here
+from .records import check_record
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 32 * 1024 * 1024

@@ -30,59 +30,45 @@ CERTIFICATION_OFFICERS = "compliance.change_certificationholding"
 # --- audit events: something awaits a decision, or was decided ----------------------------------
 
 
+def _ask(event: AuditEvent, permission: str, author_id: int | None, subject: str, body: str, link: str) -> int:
+    """Tell everyone who may decide (``permission``), the author aside, that something awaits them."""
+    people = people_with(permission, besides=author_id)
+    return len(notify(people, Kind.AWAITING_DECISION, f"event:{event.pk}", subject, body, link))
+
+
 def _version_proposed(event: AuditEvent) -> int:
     version = ModelVersion.objects.filter(pk=event.object_id).first()
     if version is None:
         return 0
-    people = people_with(REVIEW_VERSIONS, besides=version.proposed_by_id)
     subject = f"{version.ref} awaits your decision (proposed by {event.actor_name or 'someone'})"
-    return len(
-        notify(people, Kind.AWAITING_DECISION, f"event:{event.pk}", subject, event.comment, version.get_absolute_url())
-    )
+    return _ask(event, REVIEW_VERSIONS, version.proposed_by_id, subject, event.comment, version.get_absolute_url())
 
 
 def _cell_requested(event: AuditEvent) -> int:
     cell = MatrixCell.objects.select_related("model_version", "classification").filter(pk=event.object_id).first()
     if cell is None:
         return 0
-    people = people_with(REVIEW_CELLS, besides=cell.requested_by_id)
     subject = f"Matrix cell {cell} awaits your decision (requested by {event.actor_name or 'someone'})"
-    return len(
-        notify(people, Kind.AWAITING_DECISION, f"event:{event.pk}", subject, cell.request_note, cell.get_absolute_url())
-    )
+    return _ask(event, REVIEW_CELLS, cell.requested_by_id, subject, cell.request_note, cell.get_absolute_url())
 
 
 def _change_in_review(event: AuditEvent) -> int:
     change = ChangeRequest.objects.select_related("policy_set").filter(pk=event.object_id).first()
     if change is None or change.status != ChangeStatus.IN_REVIEW:
         return 0
-    people = [p for p in people_with(REVIEW_CHANGES, besides=change.author_id)]
     revision = (event.after or {}).get("revision")
     what = f"revision {revision} of CR-{change.pk}" if event.action == "change_request.revise" else f"CR-{change.pk}"
     subject = f"{what} ({change.policy_set.slug}): {change.title} awaits your review"
-    return len(
-        notify(
-            people, Kind.AWAITING_DECISION, f"event:{event.pk}", subject, change.rationale, change.get_absolute_url()
-        )
-    )
+    return _ask(event, REVIEW_CHANGES, change.author_id, subject, change.rationale, change.get_absolute_url())
 
 
 def _credential_requested(event: AuditEvent) -> int:
     credential = EndpointCredential.objects.filter(pk=event.object_id).first()
     if credential is None:
         return 0
-    people = people_with(REVIEW_CREDENTIALS, besides=credential.requested_by_id)
     subject = f"Endpoint credential {credential.env_var} for {', '.join(credential.hosts)} awaits your decision"
-    return len(
-        notify(
-            people,
-            Kind.AWAITING_DECISION,
-            f"event:{event.pk}",
-            subject,
-            credential.description,
-            credential.get_absolute_url(),
-        )
-    )
+    link = credential.get_absolute_url()
+    return _ask(event, REVIEW_CREDENTIALS, credential.requested_by_id, subject, credential.description, link)
 
 
 def _decided(owner_of: Callable[[AuditEvent], tuple[int | None, str, str]]) -> Callable[[AuditEvent], int]:
