@@ -21,6 +21,7 @@ from django.utils import timezone
 from compliance.models import DataClassification, StorageRule
 from portfolio.models import PolicyVersion, Router
 
+from . import rollups
 from .events import record as audit_record
 from .judging import PolicyBook
 from .models import DecisionRecord, Violation, ViolationKind
@@ -156,6 +157,25 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
             for kind, detail in problems
         ]
         Violation.objects.bulk_create(violations, batch_size=500)
+        rollups.add_batch(
+            {
+                "occurred_at": d.occurred_at,
+                "policy_set": d.policy_set,
+                "task": d.task,
+                "classification": d.classification,
+                "model": d.model,
+                "provider": d.provider,
+                "tier": d.tier,
+                "latency_ms": d.latency_ms,
+                "cost_micro_usd": d.cost_micro_usd,
+                "input_tokens": d.input_tokens,
+                "output_tokens": d.output_tokens,
+                "fallback_used": d.fallback_used,
+                "escalated": d.escalated,
+                "has_violation": d.has_violation,
+            }
+            for d in decisions
+        )
     result.accepted += len(decisions)
     result.duplicates += duplicates
     result.violations += len(violations)

@@ -207,3 +207,35 @@ class Violation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.detail}"
+
+
+class DecisionRollup(models.Model):
+    """Hourly sums of decision records per group, kept at ingest; charts and impact read these."""
+
+    hour = models.DateTimeField()
+    policy_set = models.CharField(max_length=40)
+    task = models.CharField(max_length=60)
+    classification = models.CharField(max_length=50)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=50, blank=True)
+    tier = models.CharField(max_length=30, blank=True)
+    requests = models.BigIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    fallbacks = models.BigIntegerField(default=0)
+    escalations = models.BigIntegerField(default=0)
+    violations = models.BigIntegerField(default=0)
+    latency = models.JSONField(default=dict, help_text="Sparse log-bucket latency sketch: bucket index -> count.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "policy_set", "task", "classification", "model", "provider", "tier"],
+                name="decision_rollup_group_hour",
+            )
+        ]
+        indexes = [models.Index(fields=["policy_set", "hour"], name="decision_rollup_set_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}:00 {self.policy_set} {self.task} {self.model}: {self.requests}"

@@ -1,0 +1,189 @@
+"""Hourly decision rollups kept at ingest, and the latency sketch they carry.
+
+The sketch is a sparse histogram over logarithmic buckets (DDSketch-style, 1 % relative accuracy): a
+bucket index maps to a count, so two sketches merge by adding counts, exactly, whatever the grouping or
+time range of the rows they came from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import transaction
+
+from audits.models import DecisionRollup
+
+RELATIVE_ACCURACY = 0.01
+GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+_LOG_GAMMA = math.log(GAMMA)
+# Bucket 0 holds 0 ms; buckets 1..MAX_INDEX cover 1 ms to a little over a day; longer latencies clamp.
+MAX_INDEX = math.ceil(math.log(86_400_000) / _LOG_GAMMA) + 2
+
+GROUP = ("policy_set", "task", "classification", "model", "provider", "tier")
+SUMS = ("requests", "cost_micro_usd", "input_tokens", "output_tokens", "fallbacks", "escalations", "violations")
+
+
+def bucket(ms: float) -> int:
+    if ms <= 0:
+        return 0
+    return min(MAX_INDEX, max(1, math.ceil(math.log(ms) / _LOG_GAMMA) + 1))
+
+
+def bucket_value(index: int) -> float:
+    if index <= 0:
+        return 0.0
+    return 2 * GAMMA ** (index - 1) / (GAMMA + 1)
+
+
+class LatencySketch:
+    """Mergeable latency sketch: quantiles within RELATIVE_ACCURACY of the true value (up to a day)."""
+
+    __slots__ = ("buckets",)
+
+    def __init__(self, buckets: dict | None = None) -> None:
+        self.buckets: dict[int, int] = {}
+        for key, value in (buckets or {}).items():
+            if value:
+                self.buckets[int(key)] = self.buckets.get(int(key), 0) + int(value)
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets.values())
+
+    def add(self, ms: float, n: int = 1) -> None:
+        index = bucket(ms)
+        self.buckets[index] = self.buckets.get(index, 0) + n
+
+    def merge(self, other: LatencySketch) -> LatencySketch:
+        for index, n in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + n
+        return self
+
+    def quantile(self, q: float) -> float:
+        total = self.count
+        if not total:
+            return 0.0
+        rank = q * (total - 1)
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen > rank:
+                return bucket_value(index)
+        return bucket_value(max(self.buckets))
+
+    def to_json(self) -> dict[str, int]:
+        return {str(index): n for index, n in sorted(self.buckets.items())}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LatencySketch) and self.buckets == other.buckets
+
+    def __repr__(self) -> str:
+        return f"LatencySketch(count={self.count})"
+
+
+def hour_of(moment: datetime) -> datetime:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def add_batch(rows: Iterable[dict]) -> None:
+    """Add stored decision records to their hourly rollups; ingest calls this with only inserted records."""
+    _add(DecisionRollup, rows)
+
+
+def _add(rollup_model, rows: Iterable[dict]) -> None:
+    """Add decision records (their fields as dicts) to their hourly rollups.
+
+    Called inside ingest's transaction with only the records it inserted. Groups are summed here first
+    (one row per group and hour), then rows are created if missing and locked in key order, so two
+    workers adding to the same groups wait for each other instead of deadlocking.
+    """
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        key = (hour_of(row["occurred_at"]), *(row.get(name) or "" for name in GROUP))
+        entry = groups.get(key)
+        if entry is None:
+            entry = groups[key] = {name: 0 for name in SUMS} | {"latency": LatencySketch()}
+        entry["requests"] += 1
+        entry["cost_micro_usd"] += row["cost_micro_usd"]
+        entry["input_tokens"] += row["input_tokens"]
+        entry["output_tokens"] += row["output_tokens"]
+        entry["fallbacks"] += bool(row["fallback_used"])
+        entry["escalations"] += bool(row["escalated"])
+        entry["violations"] += bool(row["has_violation"])
+        entry["latency"].add(row["latency_ms"])
+    if not groups:
+        return
+    keys = sorted(groups)
+    names = ("hour", *GROUP)
+    with transaction.atomic():
+        rollup_model.objects.bulk_create(
+            [rollup_model(**dict(zip(names, key, strict=True))) for key in keys],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        hours = {key[0] for key in keys}
+        sets = {key[1] for key in keys}
+        locked = rollup_model.objects.select_for_update().filter(hour__in=hours, policy_set__in=sets).order_by(*names)
+        changed = []
+        for rollup in locked:
+            key = tuple(getattr(rollup, name) for name in names)
+            entry = groups.get(key)
+            if entry is None:
+                continue
+            for name in SUMS:
+                setattr(rollup, name, getattr(rollup, name) + entry[name])
+            rollup.latency = LatencySketch(rollup.latency).merge(entry["latency"]).to_json()
+            changed.append(rollup)
+        rollup_model.objects.bulk_update(changed, [*SUMS, "latency"], batch_size=500)
+
+
+@dataclass
+class Traffic:
+    key: dict
+    requests: int = 0
+    cost_micro_usd: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    fallbacks: int = 0
+    escalations: int = 0
+    violations: int = 0
+    latency: LatencySketch = field(default_factory=LatencySketch)
+
+
+def traffic(
+    policy_set: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    by: tuple[str, ...] = ("task", "classification", "model", "provider"),
+    **filters,
+) -> list[Traffic]:
+    """Summed figures per group over [since, until) hours, with merged latency sketches; one query.
+
+    `by` names any of the group fields, plus "day" (the UTC date) or "hour".
+    """
+    queryset = DecisionRollup.objects.filter(**filters)
+    if policy_set is not None:
+        queryset = queryset.filter(policy_set=policy_set)
+    if since is not None:
+        queryset = queryset.filter(hour__gte=hour_of(since))
+    if until is not None:
+        queryset = queryset.filter(hour__lt=until)
+    fields = [name for name in by if name not in ("day", "hour")]
+    out: dict[tuple, Traffic] = {}
+    for row in queryset.values_list("hour", *fields, *SUMS, "latency").iterator(chunk_size=2000):
+        hour, group, sums, latency = row[0], row[1 : 1 + len(fields)], row[1 + len(fields) : -1], row[-1]
+        named = dict(zip(fields, group, strict=True))
+        values = {**named, "day": hour.date(), "hour": hour}
+        key = tuple(values[name] for name in by)
+        item = out.get(key)
+        if item is None:
+            item = out[key] = Traffic(key={name: values[name] for name in by})
+        for name, value in zip(SUMS, sums, strict=True):
+            setattr(item, name, getattr(item, name) + value)
+        item.latency.merge(LatencySketch(latency))
+    return [out[key] for key in sorted(out, key=lambda k: tuple(str(part) for part in k))]
