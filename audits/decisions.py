@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from compliance.models import DataClassification, StorageRule
@@ -143,17 +143,19 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
             decision.has_violation = bool(problems)
             decisions.append(decision)
             found.append(problems)
-        DecisionRecord.objects.bulk_create(decisions, batch_size=500)
+        stored = _write(decisions)
+        duplicates += len(decisions) - len(stored)
         violations = [
             Violation(
                 kind=kind,
-                decision=decision,
+                decision_id=stored[decision.request_id],
                 policy_set=policy_set,
                 task=decision.task,
                 classification=decision.classification,
                 detail=detail,
             )
             for decision, problems in zip(decisions, found, strict=True)
+            if decision.request_id in stored
             for kind, detail in problems
         ]
         Violation.objects.bulk_create(violations, batch_size=500)
@@ -175,10 +177,46 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
                 "has_violation": d.has_violation,
             }
             for d in decisions
+            if d.request_id in stored
         )
-    result.accepted += len(decisions)
+    result.accepted += len(stored)
     result.duplicates += duplicates
     result.violations += len(violations)
+
+
+def _write(decisions: list[DecisionRecord]) -> dict[str, int]:
+    """Store the batch's new decisions; the ids of those stored, by request id.
+
+    On PostgreSQL the rows go by ``COPY`` into a staging table of the transaction, then into the
+    decision table in one statement that skips a (router, request id) already there: a batch posted
+    twice at the same moment stores each record once, the second waiting on the first's rows.
+    """
+    if connection.vendor != "postgresql":
+        DecisionRecord.objects.bulk_create(decisions, batch_size=500)
+        return {decision.request_id: decision.pk for decision in decisions}
+    fields = [f for f in DecisionRecord._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(DecisionRecord._meta.db_table)
+    router_column = connection.ops.quote_name(DecisionRecord._meta.get_field("router").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE decision_staging ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"
+        )
+        with cursor.cursor.copy(f"COPY decision_staging ({columns}) FROM STDIN") as copy:
+            for decision in decisions:
+                copy.write_row([getattr(decision, f.attname) for f in fields])
+        stored = _move_from_staging(cursor, table, columns, router_column)
+        cursor.execute("DROP TABLE decision_staging")  # also inside an outer transaction (ON COMMIT is later)
+        return stored
+
+
+def _move_from_staging(cursor, table: str, columns: str, router_column: str) -> dict[str, int]:
+    """The staging table's rows not yet stored, moved into the decision table: their ids by request id."""
+    cursor.execute(
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM decision_staging"
+        f" ON CONFLICT ({router_column}, request_id) DO NOTHING RETURNING request_id, id"
+    )
+    return dict(cursor.fetchall())
 
 
 # --- scheduled checks ---------------------------------------------------------------------------
