@@ -270,10 +270,10 @@ class Matrix:
             state = CellState.EXPIRED
         elif decision == CellDecision.REQUESTED:
             state = CellState.AWAITING
-        elif not decision:
-            state = CellState.NOT_REQUESTED
         elif status != Status.APPROVED:
             state = CellState.VERSION_NOT_APPROVED
+        elif not decision:
+            state = CellState.NOT_REQUESTED
         else:
             state = CellState.USABLE
         return Verdict(usable=state == CellState.USABLE, state=state, reasons=reasons, eligible=eligible, cell=cell)

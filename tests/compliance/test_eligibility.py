@@ -209,3 +209,17 @@ def test_expiry_in_the_past_is_refused(provider, version, pii_eu, alice):
         cell.approve(alice, "ok", expires_at=timezone.now() - dt.timedelta(hours=1))
     assert "expires_at" in caught.value.message_dict
     assert not MatrixCell.objects.exists()
+
+
+@pytest.mark.parametrize("status", [Status.PROPOSED, Status.DEPRECATED])
+def test_a_version_not_approved_shows_so_before_anyone_requests_a_cell(provider, version, pii_eu, alice, status):
+    hold(provider, "gdpr-dpa", by=alice)
+    version.region = "eu-west-1"
+    version.status = status
+    version.save()
+    verdict = check(version, pii_eu)
+    assert verdict.state == CellState.VERSION_NOT_APPROVED and not verdict.usable
+    assert f"model version is {status}, not approved" in verdict.reasons
+    version.status = Status.APPROVED
+    version.save()
+    assert check(version, pii_eu).state == CellState.NOT_REQUESTED
