@@ -96,7 +96,8 @@ def _renewed(holding: CertificationHolding) -> bool:
 
 
 def open_alerts() -> list[ComplianceAlert]:
-    return list(ComplianceAlert.objects.filter(resolved_at__isnull=True).order_by("kind", "-detected_at")[:50])
+    alerts = ComplianceAlert.objects.filter(resolved_at__isnull=True).select_related("cell__classification")
+    return list(alerts.order_by("kind", "-detected_at")[:50])
 
 
 def alert_on_failed_schedule(sender, run, **kwargs) -> None:

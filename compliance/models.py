@@ -449,3 +449,12 @@ class ComplianceAlert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+    def get_absolute_url(self) -> str | None:
+        """Where an officer acts on the alert: the cell's page, or the holding's row among the
+        certifications (renewing resolves it); None for an alert about neither."""
+        if self.cell_id:
+            return self.cell.get_absolute_url()
+        if self.holding_id:
+            return f"{reverse('compliance:certifications')}#holding-{self.holding_id}"
+        return None

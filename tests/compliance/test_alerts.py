@@ -63,6 +63,38 @@ def test_expiring_certification_and_unusable_cell_are_recorded_once(setup, alice
     assert "ISO/IEC 27001 expired on 2026-12-10" in unusable.message
 
 
+def test_dashboard_alerts_link_to_the_cell_or_the_holding_they_are_about(
+    setup, alice, client_for, django_assert_max_num_queries
+):
+    holding, cell = setup
+    record_alerts(NOW + dt.timedelta(days=13))  # the holding expired, so the cell is unusable
+    ComplianceAlert.objects.create(kind=AlertKind.EVALUATION_FAILED, message="acme/model@1 failed its gate")
+    client = client_for(alice)
+    page = client.get("/").content.decode()
+    expired = ComplianceAlert.objects.get(kind=AlertKind.CERTIFICATION_EXPIRED)
+    cell_url = f"/compliance/matrix/cell/{cell.model_version_id}/internal/"
+    assert f'<a href="/compliance/certifications/#holding-{holding.pk}">{expired.message}</a>' in page
+    assert f'<a href="{cell_url}">' in page
+    assert "</span> acme/model@1 failed its gate <span" in page  # about neither: no link
+    assert client.get(cell_url).status_code == 200
+    assert f'id="holding-{holding.pk}"' in client.get("/compliance/certifications/").content.decode()
+
+    # The links cost no query per alert.
+    def unusable_cell_alert(slug: str) -> None:
+        other = DataClassification.objects.create(slug=slug, name=slug.upper(), level=1)
+        other_cell = MatrixCell.for_pair(cell.model_version, other)
+        other_cell.save()
+        ComplianceAlert.objects.create(kind=AlertKind.CELL_UNUSABLE, message=f"{slug} unusable", cell=other_cell)
+
+    unusable_cell_alert("c0")
+    with django_assert_max_num_queries(80) as one:
+        client.get("/")
+    for number in range(1, 6):
+        unusable_cell_alert(f"c{number}")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        assert client.get("/").content.decode().count("/compliance/matrix/cell/") >= 7
+
+
 def test_renewal_resolves_the_alerts(setup, alice):
     holding, cell = setup
     record_alerts(NOW + dt.timedelta(days=13))
