@@ -20,5 +20,6 @@ urlpatterns = [
     path("runs/", evaluation_views.run_list, name="runs"),
     path("runs/<int:pk>/", evaluation_views.run_detail, name="run"),
     path("runs/<int:pk>/progress/", evaluation_views.run_progress, name="run-progress"),
+    path("runs/<int:pk>/compare/", evaluation_views.run_compare, name="run-compare"),
     path("runs/<int:pk>/cancel/", evaluation_views.run_cancel, name="run-cancel"),
 ]

@@ -16,10 +16,11 @@ from django.views.decorators.http import require_POST
 
 from steward import degraded
 from steward.degraded import ServiceUnavailable
-from steward.paging import page_size
+from steward.paging import WHOLE_NUMBER, page_size
 
 from ..forms import StartRunForm, SuiteImportForm
-from ..models import EvaluationCase, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger
+from ..models import FINISHED_RUN_STATUSES, EvaluationCase, EvaluationRun, EvaluationSuite, RunStatus, RunTrigger
+from .comparison import compare_runs
 from .runs import RUN_PERMISSION, cancel_run, start_run
 from .suites import MANAGE_SUITES, SuiteFormatError, import_suite, with_links
 
@@ -28,6 +29,9 @@ VIEW_RUNS = "registry.view_evaluationrun"
 RUN_PAGE_SIZE = 25
 RESULT_PAGE_SIZE = 50
 CASE_PAGE_SIZE = 25
+COMPARE_PAGE_SIZE = 100
+# The runs a run's page offers to compare with: the suite's latest finished ones.
+COMPARE_CHOICES = 50
 OUTPUT_PREVIEW_CHARS = 300
 
 
@@ -218,13 +222,23 @@ def _run_context(request: HttpRequest, run: EvaluationRun) -> dict:
     }
 
 
+def _compare_choices(run: EvaluationRun) -> list[EvaluationRun]:
+    """The other finished runs of the run's suite, newest first, to compare the run with."""
+    return list(
+        EvaluationRun.objects.filter(suite_id=run.suite_id, status__in=FINISHED_RUN_STATUSES)
+        .exclude(pk=run.pk)
+        .select_related("model_version")
+        .order_by("-created_at", "-pk")[:COMPARE_CHOICES]
+    )
+
+
 @permission_required(VIEW_RUNS, raise_exception=True)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run(pk)
     context = _run_context(request, run)
     if request.htmx and request.htmx.target == "run-results":
         return render(request, "registry/_run_results.html", context)
-    return render(request, "registry/run_detail.html", context)
+    return render(request, "registry/run_detail.html", {**context, "compare_choices": _compare_choices(run)})
 
 
 @permission_required(VIEW_RUNS, raise_exception=True)
@@ -249,3 +263,42 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Run #{run.pk} cancelled after {run.done} of {run.total} cases.")
     return redirect(run)
+
+
+@permission_required(VIEW_RUNS, raise_exception=True)
+def run_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """Two runs of one suite case by case (``?with=<run id>``), changed cases first; without
+    ``with``, the runs to choose from. ``?show=changed`` leaves out the unchanged cases."""
+    run = _run(pk)
+    context = {"run": run, "compare_choices": _compare_choices(run), "comparison": None, "error": ""}
+    raw = request.GET.get("with", "")
+    if not raw:
+        return render(request, "registry/run_compare.html", context)
+    other = (
+        EvaluationRun.objects.select_related("suite", "model_version__model__provider").filter(pk=int(raw)).first()
+        if WHOLE_NUMBER.fullmatch(raw)
+        else None
+    )
+    try:
+        if other is None:
+            raise ValidationError({"with": f"No run has the id {raw[:40]!r}: choose one of the runs listed."})
+        comparison = compare_runs(run, other)
+    except ValidationError as error:
+        context["error"] = " ".join(f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items())
+        return render(request, "registry/run_compare.html", context, status=400)
+    changed_only = request.GET.get("show") == "changed"
+    counts = comparison.counts()
+    rows = comparison.ordered(changed_only=changed_only)
+    context |= {
+        "other": other,
+        "comparison": comparison,
+        "counts": counts,
+        "changed_count": len(comparison.cases) - counts["same"],
+        "changed_only": changed_only,
+        "rows": Paginator(rows, page_size(request, COMPARE_PAGE_SIZE)).get_page(request.GET.get("page")),
+        "query": f"with={other.pk}" + ("&show=changed" if changed_only else ""),
+        "preview_chars": OUTPUT_PREVIEW_CHARS,
+    }
+    if request.htmx and request.htmx.target == "comparison":
+        return render(request, "registry/_run_comparison.html", context)
+    return render(request, "registry/run_compare.html", context)
