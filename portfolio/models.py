@@ -114,6 +114,30 @@ class PolicySet(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(365)],
         help_text="How long a signed policy stays valid.",
     )
+    # Thresholds of the change-impact preview: a change that crosses one needs each approver's acknowledgement.
+    threshold_cost_increase_percent = models.PositiveSmallIntegerField(
+        "cost increase threshold (%)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(10000)],
+        help_text="A change that raises the cost a day by more than this percentage needs an acknowledgement.",
+    )
+    threshold_quality_drop_bp = models.PositiveSmallIntegerField(
+        "quality drop threshold (basis points)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(10000)],
+        help_text="A change whose new model scores lower than the old on a guarding suite by more than this "
+        "(200 = 2 points) needs an acknowledgement.",
+    )
+    threshold_provider_share_percent = models.PositiveSmallIntegerField(
+        "provider share threshold (%)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(100)],
+        help_text="A change after which one provider carries more than this share of the traffic needs an "
+        "acknowledgement.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
@@ -125,6 +149,17 @@ class PolicySet(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("portfolio:policy-set", args=[self.slug])
+
+    @property
+    def has_thresholds(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.threshold_cost_increase_percent,
+                self.threshold_quality_drop_bp,
+                self.threshold_provider_share_percent,
+            )
+        )
 
     def current_version(self) -> PolicyVersion | None:
         return self.versions.order_by("-number").first()
@@ -376,8 +411,12 @@ class ChangeRequest(models.Model):
 
     # --- reviews -------------------------------------------------------------------------------
 
-    def review(self, by, decision: str, comment: str = "") -> Review:
-        """Record ``by``'s review of the latest revision; may move the request to approved or rejected."""
+    def review(self, by, decision: str, comment: str = "", acknowledged: tuple[str, ...] = ()) -> Review:
+        """Record ``by``'s review of the latest revision; may move the request to approved or rejected.
+
+        An approval of a revision whose impact crosses a threshold of the set needs ``acknowledged``
+        to name each crossing (its code); the review and the audit trail record what was acknowledged.
+        """
         comment = (comment or "").strip()
         if decision not in ReviewDecision.values:
             raise ValidationError({"decision": [f"Must be one of {', '.join(ReviewDecision.values)}."]})
@@ -420,16 +459,29 @@ class ChangeRequest(models.Model):
                 )
             if decision == ReviewDecision.APPROVE and self.active_approvals().filter(reviewer=by).exists():
                 raise ValidationError({"decision": [f"{by.get_username()} has already approved this revision."]})
+            acknowledgements = []
+            if decision == ReviewDecision.APPROVE and revision is not None and self.policy_set.has_thresholds:
+                from .impact import revision_crossings
+
+                crossed = revision_crossings(revision)
+                missing = [crossing.text for crossing in crossed if crossing.code not in set(acknowledged)]
+                if missing:
+                    raise ValidationError(
+                        {"acknowledge": [f"Acknowledge before approving: {text}." for text in missing]}
+                    )
+                acknowledgements = [crossing.text for crossing in crossed]
             review = Review.objects.create(
-                change_request=self, revision=revision, reviewer=by, decision=decision, comment=comment
-            )
-            audit.record(
-                f"change_request.review.{decision}",
-                actor=by,
-                obj=self,
-                after={"revision": revision.number if revision else None, "decision": decision},
+                change_request=self,
+                revision=revision,
+                reviewer=by,
+                decision=decision,
                 comment=comment,
+                acknowledged=acknowledgements,
             )
+            after = {"revision": revision.number if revision else None, "decision": decision}
+            if acknowledgements:
+                after["acknowledged"] = acknowledgements
+            audit.record(f"change_request.review.{decision}", actor=by, obj=self, after=after, comment=comment)
             if decision == ReviewDecision.REJECT:
                 locked._set_status(ChangeStatus.REJECTED, by, f"rejected by {by.get_username()}: {comment}")
             elif decision == ReviewDecision.APPROVE:
@@ -457,6 +509,12 @@ class Revision(models.Model):
     errors = models.JSONField(default=list)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    impact = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Its change-impact preview, worked out once (portfolio.impact).",
+    )
 
     class Meta:
         ordering = ["change_request", "number"]
@@ -480,12 +538,30 @@ class Review(models.Model):
     dismissed_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when a later revision dismissed this approval."
     )
+    acknowledged = models.JSONField(
+        default=list, blank=True, help_text="The impact thresholds the reviewer acknowledged crossing, in words."
+    )
 
     class Meta:
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
         return f"{self.reviewer} {self.decision} {self.change_request}"
+
+
+class ImpactOutcome(models.Model):
+    """What a published change really did: the figures of the days after publishing, from rollups,
+    kept beside the preview (``Revision.impact``) so that officers learn how far to trust one."""
+
+    change_request = models.OneToOneField(ChangeRequest, on_delete=models.CASCADE, related_name="impact_outcome")
+    policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    figures = models.JSONField()
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.change_request} outcome"
 
 
 # --- the signed policy feed ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from .impact import record_outcomes
 from .signing import finish_policy_rotation, resign_due
 
 
@@ -14,3 +15,9 @@ def finish_rotation() -> int | None:
     """Retire a rotated-out policy key once every router reports the new trust version."""
     root = finish_policy_rotation()
     return root.version if root else None
+
+
+@shared_task(name="portfolio.record_impact_outcomes", acks_late=True)
+def record_impact_outcomes() -> list[int]:
+    """Store what each change request published seven days ago really did, beside its preview."""
+    return [outcome.change_request_id for outcome in record_outcomes()]

@@ -298,6 +298,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "compliance-alerts": {"task": "compliance.record_alerts", "schedule": 24 * 3600},
     "resign-policies": {"task": "portfolio.resign_due", "schedule": 3600},
     "finish-policy-rotation": {"task": "portfolio.finish_policy_rotation", "schedule": 600},
+    # Seven days after publishing, a change request's actual figures beside its impact preview.
+    "impact-outcomes": {"task": "portfolio.record_impact_outcomes", "schedule": 3600},
     "escalation-rates": {"task": "audits.check_escalation_rates", "schedule": 900},
     "decision-retention": {"task": "audits.remove_expired_content", "schedule": 24 * 3600},
     "evaluation-schedule": {"task": "registry.dispatch_due_runs", "schedule": 60},
