@@ -11,9 +11,16 @@ from registry.evaluation.gates import failed_schedule
 from registry.models import ModelVersion
 
 from .matrix import Matrix
-from .models import AlertKind, CellDecision, CertificationHolding, ComplianceAlert, DataClassification, MatrixCell
+from .models import (
+    EXPIRY_WARNING_DAYS,
+    AlertKind,
+    CellDecision,
+    CertificationHolding,
+    ComplianceAlert,
+    DataClassification,
+    MatrixCell,
+)
 
-EXPIRY_WARNING_DAYS = 30
 # The kinds this sweep opens and resolves; others (failed evaluations) are resolved by people.
 SWEPT_KINDS = (AlertKind.CERTIFICATION_EXPIRING, AlertKind.CERTIFICATION_EXPIRED, AlertKind.CELL_UNUSABLE)
 
@@ -32,7 +39,7 @@ def record_alerts(at: dt.datetime | None = None) -> dict[str, int]:
         valid_until__lte=today + dt.timedelta(days=EXPIRY_WARNING_DAYS),
     )
     for holding in holdings:
-        if _renewed(holding):
+        if holding.renewals().exists():
             continue
         if holding.valid_until < today:
             wanted[(AlertKind.CERTIFICATION_EXPIRED, "holding", holding.pk)] = (
@@ -82,17 +89,6 @@ def record_alerts(at: dt.datetime | None = None) -> dict[str, int]:
                 alert.save(update_fields=["resolved_at"])
                 resolved += 1
     return {"opened": opened, "resolved": resolved, "open": len(wanted)}
-
-
-def _renewed(holding: CertificationHolding) -> bool:
-    """A later holding of the same certification by the same holder takes over."""
-    return CertificationHolding.objects.filter(
-        certification_id=holding.certification_id,
-        provider_id=holding.provider_id,
-        model_version_id=holding.model_version_id,
-        effect=holding.effect,
-        valid_until__gt=holding.valid_until,
-    ).exists()
 
 
 def open_alerts() -> list[ComplianceAlert]:

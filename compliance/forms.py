@@ -7,7 +7,7 @@ from django import forms
 from registry.models import ModelVersion, Provider
 from steward.forms import formfield_https_urls
 
-from .models import Certification, CertificationHolding, DataClassification
+from .models import Certification, CertificationHolding, DataClassification, HoldingStanding
 
 
 def _text(label: str, required_message: str | None, placeholder: str) -> forms.CharField:
@@ -111,6 +111,63 @@ class HoldingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["provider"].queryset = Provider.objects.order_by("name")
         self.fields["provider"].required = False
+
+
+class RenewHoldingForm(forms.ModelForm):
+    """A renewal: the new holding's dates and evidence; certification, holder and effect are the old one's."""
+
+    class Meta:
+        model = CertificationHolding
+        formfield_callback = formfield_https_urls
+        fields = ["valid_from", "valid_until", "evidence_file", "evidence_url", "notes"]
+        widgets = HoldingForm.Meta.widgets
+        labels = HoldingForm.Meta.labels
+        help_texts = HoldingForm.Meta.help_texts
+
+    def renewal_fields(self) -> dict:
+        """The validated values, ready for ``CertificationHolding.renew``."""
+        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+    def validate_unique(self) -> None:
+        # The instance is only a carrier for the form's fields; ``renew`` checks the whole holding.
+        return
+
+    def _post_clean(self) -> None:
+        # The holder is the renewed holding's: ``renew`` runs the model's checks on the complete holding.
+        return
+
+
+HOLDING_SORTS = {
+    "provider": ("holder_provider", "certification__name"),
+    "certification": ("certification__name", "holder_provider"),
+    "expiry": ("valid_until", "certification__name"),
+    "days": ("valid_until", "certification__name"),
+}
+
+
+class HoldingFilterForm(forms.Form):
+    """The holdings table's query string: provider, state and sort (``-`` first for descending)."""
+
+    provider = forms.ModelChoiceField(
+        queryset=Provider.objects.order_by("name"),
+        to_field_name="slug",
+        required=False,
+        empty_label="All providers",
+        error_messages={"invalid_choice": "No provider with the slug %(value)s."},
+    )
+    state = forms.ChoiceField(
+        choices=[("", "Any state")]
+        + [(s.value, s.label) for s in (HoldingStanding.VALID, HoldingStanding.EXPIRING, HoldingStanding.EXPIRED)],
+        required=False,
+        error_messages={"invalid_choice": "%(value)s is not a state; use valid, expiring or expired."},
+    )
+    sort = forms.ChoiceField(
+        choices=[(key, key) for key in HOLDING_SORTS] + [(f"-{key}", f"-{key}") for key in HOLDING_SORTS],
+        required=False,
+        error_messages={
+            "invalid_choice": f"%(value)s is not a sort; use {', '.join(HOLDING_SORTS)}, with - first to reverse."
+        },
+    )
 
 
 class RegionListField(forms.CharField):

@@ -27,6 +27,12 @@ from registry.models import ModelVersion, Provider, slug_validator, string_list_
 REVIEW_CELLS = "compliance.review_matrixcell"
 REQUEST_CELLS = "compliance.request_matrixcell"
 
+ADD_HOLDINGS = "compliance.add_certificationholding"
+# Holdings that end within this many days are "expiring": highlighted, alerted and renewable.
+EXPIRY_WARNING_DAYS = 30
+# What a renewal's audit event shows of the holding it renews and of the new one.
+AUDITED_HOLDING_FIELDS = ["certification_id", "provider_id", "model_version_id", "effect", "valid_from", "valid_until"]
+
 EVIDENCE_MAX_BYTES = 10 * 1024 * 1024
 # Allowed evidence types by extension, with the bytes their content must start with.
 EVIDENCE_TYPES: dict[str, bytes | None] = {
@@ -86,6 +92,40 @@ class HoldingEffect(models.TextChoices):
     REVOKES = "revokes", "Does not hold it (override)"
 
 
+class HoldingStanding(models.TextChoices):
+    VALID = "valid", "Valid"
+    EXPIRING = "expiring", f"Expiring within {EXPIRY_WARNING_DAYS} days"
+    EXPIRED = "expired", "Expired"
+    NOT_YET = "not-yet", "Not valid yet"
+
+
+class CertificationHoldingQuerySet(models.QuerySet):
+    def with_renewed(self) -> CertificationHoldingQuerySet:
+        """Annotate ``renewed``: whether a later holding takes over (as ``CertificationHolding.renewals``)."""
+        later = CertificationHolding.objects.filter(
+            # A holding belongs to a provider or to a version: the other column is NULL, and never equal.
+            models.Q(provider_id=models.OuterRef("provider_id"))
+            | models.Q(model_version_id=models.OuterRef("model_version_id")),
+            certification_id=models.OuterRef("certification_id"),
+            effect=models.OuterRef("effect"),
+            valid_until__gt=models.OuterRef("valid_until"),
+        )
+        return self.annotate(renewed=models.Exists(later))
+
+    def in_standing(self, standing: str, day: dt.date) -> CertificationHoldingQuerySet:
+        """Holdings whose ``standing_on(day)`` is ``standing``."""
+        warning_end = day + dt.timedelta(days=EXPIRY_WARNING_DAYS)
+        started = models.Q(valid_from__lte=day)
+        return self.filter(
+            {
+                HoldingStanding.EXPIRED: models.Q(valid_until__lt=day),
+                HoldingStanding.NOT_YET: models.Q(valid_from__gt=day),
+                HoldingStanding.EXPIRING: started & models.Q(valid_until__gte=day, valid_until__lte=warning_end),
+                HoldingStanding.VALID: started & models.Q(valid_until__gt=warning_end),
+            }[standing]
+        )
+
+
 class CertificationHolding(models.Model):
     """A provider's holding of a certification, with evidence and validity dates.
 
@@ -112,6 +152,8 @@ class CertificationHolding(models.Model):
     recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     recorded_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
+
+    objects = CertificationHoldingQuerySet.as_manager()
 
     class Meta:
         ordering = ["certification__name", "-valid_until"]
@@ -148,6 +190,84 @@ class CertificationHolding(models.Model):
 
     def is_valid_on(self, day: dt.date) -> bool:
         return self.valid_from <= day <= self.valid_until
+
+    def standing_on(self, day: dt.date) -> str:
+        """``expired``, ``not-yet`` (valid later), ``expiring`` (within the warning days) or ``valid``."""
+        if self.valid_until < day:
+            return HoldingStanding.EXPIRED
+        if self.valid_from > day:
+            return HoldingStanding.NOT_YET
+        if (self.valid_until - day).days <= EXPIRY_WARNING_DAYS:
+            return HoldingStanding.EXPIRING
+        return HoldingStanding.VALID
+
+    def renew(self, by, **fields) -> CertificationHolding:
+        """Record ``by``'s (an officer's) renewal: a new holding of the same certification by the same
+        holder, with its own evidence and dates, checked like any holding. This one stays as history;
+        the compliance sweep sees the later holding take over and resolves this one's alert.
+
+        Only an expired or expiring holding that nothing has renewed yet can be renewed, and the
+        renewal must run past this holding's end (or it would not take over).
+        """
+        if not by.has_perm(ADD_HOLDINGS):
+            raise PermissionDenied("Only governance officers can renew certification holdings.")
+        renewal = CertificationHolding(
+            certification_id=self.certification_id,
+            provider_id=self.provider_id,
+            model_version_id=self.model_version_id,
+            effect=self.effect,
+            recorded_by=by,
+            **fields,
+        )
+        with transaction.atomic():
+            current = CertificationHolding.objects.select_for_update().get(pk=self.pk)
+            current.check_renewable(timezone.localdate())
+            renewal.full_clean()
+            if renewal.valid_until <= current.valid_until:
+                raise ValidationError(
+                    {
+                        "valid_until": [
+                            f"A renewal must be valid after {current.valid_until.isoformat()}, when the holding "
+                            f"it renews ends; {renewal.valid_until.isoformat()} is not."
+                        ]
+                    }
+                )
+            renewal._history_user = by
+            renewal.save()
+            audit.record(
+                "certificationholding.renew",
+                actor=by,
+                obj=renewal,
+                before=audit.snapshot(current, ["pk", *AUDITED_HOLDING_FIELDS]),
+                after=audit.snapshot(renewal, ["pk", *AUDITED_HOLDING_FIELDS]),
+                comment=renewal.notes,
+            )
+        return renewal
+
+    def check_renewable(self, day: dt.date) -> None:
+        """Raise ValidationError unless this holding is expired or expiring on ``day`` and not yet renewed."""
+        standing = self.standing_on(day)
+        if standing not in (HoldingStanding.EXPIRED, HoldingStanding.EXPIRING):
+            raise ValidationError(
+                {
+                    "holding": [
+                        f"{self} is {HoldingStanding(standing).label.lower()}: only a holding that has expired "
+                        f"or expires within {EXPIRY_WARNING_DAYS} days can be renewed."
+                    ]
+                }
+            )
+        if self.renewals().exists():
+            raise ValidationError({"holding": [f"{self} has already been renewed."]})
+
+    def renewals(self) -> models.QuerySet[CertificationHolding]:
+        """Later holdings of the same certification by the same holder, with the same effect: they take over."""
+        return CertificationHolding.objects.filter(
+            certification_id=self.certification_id,
+            provider_id=self.provider_id,
+            model_version_id=self.model_version_id,
+            effect=self.effect,
+            valid_until__gt=self.valid_until,
+        )
 
 
 class StorageRule(models.TextChoices):

@@ -14,6 +14,7 @@ urlpatterns = [
     path("certifications/", views.certifications_page, name="certifications"),
     path("certifications/new/", views.add_certification, name="add-certification"),
     path("holdings/new/", views.add_holding, name="add-holding"),
+    path("holdings/<int:holding_pk>/renew/", views.renew_holding, name="renew-holding"),
     path("evidence/<int:holding_pk>/", views.evidence_file, name="evidence"),
     path("classifications/", views.classifications_page, name="classifications"),
     path("classifications/new/", views.add_classification, name="add-classification"),

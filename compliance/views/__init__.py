@@ -5,7 +5,7 @@ Every verdict shown comes from ``compliance.matrix.Matrix``; every decision goes
 """
 
 from .cells import CELL_ACTION_VIEWS, cell_detail
-from .certifications import add_certification, add_holding, certifications_page, evidence_file
+from .certifications import add_certification, add_holding, certifications_page, evidence_file, renew_holding
 from .classifications import add_classification, classifications_page, edit_classification
 from .matrix import matrix_csv, matrix_page
 
@@ -21,4 +21,5 @@ __all__ = [
     "evidence_file",
     "matrix_csv",
     "matrix_page",
+    "renew_holding",
 ]

@@ -34,20 +34,25 @@ def tokens(count: int | None) -> str:
 
 
 @register.simple_tag
-def sort_header(key: str, label: str, current: str, query: str) -> str:
-    """A column header that sorts by ``key``, toggling the direction, and keeps the other filters."""
+def sort_header(key: str, label: str, current: str, query: str, target: str = "version-table", align: str = "") -> str:
+    """A column header that sorts by ``key``, toggling the direction, and keeps the other filters.
+
+    The sorted column says so to assistive technology (``aria-sort``). With a ``target``, htmx swaps
+    that element only; with ``target=""`` the link loads the page. ``align="num"`` right-aligns it.
+    """
     params = "&".join(p for p in query.split("&") if p and not p.startswith("sort="))
-    descending = current == key
-    target = f"-{key}" if descending else key
-    arrow = " ▲" if current == key else " ▼" if current == f"-{key}" else ""
-    href = f"?{params}{'&' if params else ''}sort={target}"
-    return format_html(
-        '<th><a href="{}" hx-get="{}" hx-target="#version-table" hx-swap="outerHTML" hx-push-url="true">{}{}</a></th>',
-        href,
-        href,
-        label,
-        arrow,
+    ascending, descending = current == key, current == f"-{key}"
+    target_sort = f"-{key}" if ascending else key
+    arrow = " ▲" if ascending else " ▼" if descending else ""
+    href = f"?{params}{'&' if params else ''}sort={target_sort}"
+    aria = format_html(' aria-sort="{}"', "ascending" if ascending else "descending") if ascending or descending else ""
+    css = format_html(' class="{}"', align) if align else ""
+    swap = (
+        format_html(' hx-get="{}" hx-target="#{}" hx-swap="outerHTML" hx-push-url="true"', href, target)
+        if target
+        else ""
     )
+    return format_html('<th{}{}><a href="{}"{}>{}{}</a></th>', css, aria, href, swap, label, arrow)
 
 
 @register.filter
