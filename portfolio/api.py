@@ -14,13 +14,17 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from audits import events as audit
 from compliance.models import DataClassification
 from steward.api import requires
+from steward.parsers import JSONParser
 
+from .impact import impact, presented, proposed_policy, revision_impact
 from .models import (
     PROPOSE_CHANGES,
     PUBLISH_CHANGES,
@@ -135,6 +139,13 @@ class RevisionCreate(serializers.Serializer):
 class ReviewCreate(serializers.Serializer):
     decision = serializers.ChoiceField(choices=ReviewDecision.values)
     comment = serializers.CharField(required=False, allow_blank=True, default="")
+    acknowledge = serializers.ListField(
+        child=serializers.ChoiceField(choices=["cost", "quality", "provider"]),
+        required=False,
+        default=list,
+        max_length=3,
+        help_text="The impact thresholds this approval acknowledges crossing (GET …/impact lists them).",
+    )
 
 
 class WithdrawInput(serializers.Serializer):
@@ -157,6 +168,9 @@ class ReviewOut(serializers.Serializer):
     comment = serializers.CharField(allow_blank=True)
     revision = serializers.IntegerField(allow_null=True)
     dismissed = serializers.BooleanField(help_text="A later revision dismissed this approval.")
+    acknowledged = serializers.ListField(
+        child=serializers.CharField(), help_text="The impact thresholds acknowledged, in words."
+    )
     at = serializers.DateTimeField()
 
 
@@ -220,6 +234,7 @@ def change_request_json(change_request: ChangeRequest, detail: bool = True) -> d
                 "comment": review.comment,
                 "revision": review.revision.number if review.revision else None,
                 "dismissed": review.dismissed_at is not None,
+                "acknowledged": review.acknowledged,
                 "at": review.created_at,
             }
             for review in change_request.reviews.select_related("reviewer", "revision")
@@ -236,6 +251,47 @@ def change_request_json(change_request: ChangeRequest, detail: bool = True) -> d
                 f"CR-{change_request.pk} r{latest.number}",
             )
     return body
+
+
+class PolicyYamlParser(BaseParser):
+    """A YAML policy sent as the body itself (``Content-Type: application/yaml``): read as ``{"policy": text}``."""
+
+    media_type = "application/yaml"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read(MAX_DOCUMENT_BYTES + 1) if stream is not None else b""
+        try:
+            return {"policy": raw.decode("utf-8")}
+        except UnicodeDecodeError as error:
+            raise ParseError(f"YAML parse error - the body is not UTF-8 ({error.reason})") from None
+
+
+class CrossingOut(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["cost", "quality", "provider"], help_text="What to acknowledge.")
+    text = serializers.CharField(help_text="The threshold crossed, in words.")
+
+
+class ImpactOut(serializers.Serializer):
+    """The change-impact preview (docs/reviewing-changes.md explains each figure)."""
+
+    policy_set = serializers.CharField()
+    current_version = serializers.IntegerField(allow_null=True, help_text="The published version compared with.")
+    window = serializers.DictField(help_text="since, until (RFC 3339) and days of the rollups replayed.")
+    totals = serializers.DictField(help_text="Requests, requests a day, moved requests, costs before and after.")
+    providers = serializers.DictField(help_text="Provider shares (basis points) of the traffic before and after.")
+    routes = serializers.ListField(child=serializers.DictField(), help_text="Each route's figures.")
+    no_traffic = serializers.ListField(child=serializers.CharField(), help_text="Routes without traffic.")
+    unknown_models = serializers.ListField(
+        child=serializers.CharField(), help_text="Model references in the traffic that the registry does not hold."
+    )
+    quality_drop_bp = serializers.IntegerField(help_text="The quality drop (basis points) that warns.")
+    compliance = serializers.DictField(help_text="Requests the model that would serve them may not process today.")
+    crossings = CrossingOut(many=True, help_text="The policy set's thresholds this change crosses.")
+
+
+class ChangeRequestImpactOut(ImpactOut):
+    change_request = serializers.IntegerField()
+    revision = serializers.IntegerField(help_text="The revision the preview is of (worked out once per revision).")
 
 
 CanReadPolicySets = requires("portfolio.view_policyset", "You do not have permission to read policy sets.")
@@ -263,8 +319,8 @@ class PolicySetViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "slug"
 
     def get_permissions(self):
-        if self.action == "validate":
-            # Validating saves nothing: anyone who may read policy sets may ask.
+        if self.action in ("validate", "impact"):
+            # Validating and previewing save nothing: anyone who may read policy sets may ask.
             return [IsAuthenticated(), CanReadPolicySets()]
         return super().get_permissions()
 
@@ -290,6 +346,30 @@ class PolicySetViewSet(viewsets.ReadOnlyModelViewSet):
             return too_big
         result = validate_document(data.validated_data["policy"], policy_set)
         return Response({"valid": result.ok, "errors": [e.as_dict() for e in result.errors]})
+
+    @extend_schema(
+        request={
+            "application/json": inline_serializer("PreviewPolicy", fields={"policy": PolicyField()}),
+            "application/yaml": OpenApiTypes.STR,
+        },
+        responses={200: ImpactOut, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser, PolicyYamlParser])
+    def impact(self, request, slug=None):
+        """What-if for CI: the impact this YAML would have had on the last 14 days of the set's traffic,
+        against its current version. Nothing is saved; no change request is created. A document with
+        validation errors is answered 400 with them."""
+        policy_set = self.get_object()
+        data = RevisionCreate(data=request.data)
+        data.is_valid(raise_exception=True)
+        text = data.validated_data["policy"]
+        if too_big := _size_check(text):
+            return too_big
+        result = validate_document(text, policy_set)
+        policy = proposed_policy(text) if result.ok else None
+        if policy is None:
+            return Response({"policy": [str(error) for error in result.errors]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(presented(impact(policy_set, policy), policy_set))
 
 
 def _version_for(slug: str, number: str | None) -> PolicyVersion:
@@ -404,7 +484,12 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         change_request = self.get_object()
         data = ReviewCreate(data=request.data)
         data.is_valid(raise_exception=True)
-        change_request.review(request.user, data.validated_data["decision"], data.validated_data["comment"])
+        change_request.review(
+            request.user,
+            data.validated_data["decision"],
+            data.validated_data["comment"],
+            acknowledged=tuple(data.validated_data["acknowledge"]),
+        )
         change_request.refresh_from_db()
         return Response(change_request_json(change_request), status=status.HTTP_201_CREATED)
 
@@ -425,6 +510,20 @@ class ChangeRequestViewSet(viewsets.GenericViewSet):
         rebase(change_request, request.user)
         change_request.refresh_from_db()
         return Response(change_request_json(change_request))
+
+    @extend_schema(request=None, responses={200: ChangeRequestImpactOut, 409: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def impact(self, request, pk=None):
+        """The latest revision's impact on the last 14 days of traffic: the figures its page shows
+        (worked out once per revision; compliance as of now). 409 while the revision has validation errors."""
+        change_request = self.get_object()
+        revision = change_request.latest_revision()
+        result = revision_impact(revision) if revision else None
+        if result is None:
+            what = f"Revision {revision.number} has validation errors" if revision else "There is no revision yet"
+            return Response({"detail": f"{what}; its impact appears once it validates."}, status=409)
+        body = presented(result, change_request.policy_set)
+        return Response({"change_request": change_request.pk, "revision": revision.number, **body})
 
     @extend_schema(request=None, responses=ChangeRequestOut)
     @action(detail=True, methods=["post"])

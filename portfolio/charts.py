@@ -136,3 +136,50 @@ def task_standings_panel(request: HttpRequest) -> str:
     """The suites page's section on cost against score per task (``SUITE_LIST_PANELS``)."""
     context = {"task_charts": task_charts(standings_by_task())}
     return render_to_string("portfolio/_task_standings.html", context, request)
+
+
+def impact_charts(result: dict) -> dict[str, str]:
+    """The impact panel's figures: requests and cost a day by model, before and after, for the routes
+    the change touches; and each provider's share of the traffic before and after."""
+    changed = [route for route in result["routes"] if route["change"] != "unchanged" and route["has_traffic"]]
+    categories = [
+        f"{route['task']} / {route['classification']} {side}" for route in changed for side in ("before", "after")
+    ]
+    models = sorted({m["model"] for route in changed for side in ("before", "after") for m in route[side]["by_model"]})
+
+    def per_model(figure: str, scale: float = 1) -> dict[str, list[float]]:
+        series = {}
+        for ref in models:
+            values = []
+            for route in changed:
+                for side in ("before", "after"):
+                    entry = next((m for m in route[side]["by_model"] if m["model"] == ref), None)
+                    values.append(entry[figure] / scale if entry else 0)
+            series[ref] = values
+        return series
+
+    providers = sorted({share["provider"] for side in ("before", "after") for share in result["providers"][side]})
+    shares = {
+        provider: [
+            next((s["share_bp"] / 100 for s in result["providers"][side] if s["provider"] == provider), 0)
+            for side in ("before", "after")
+        ]
+        for provider in providers
+    }
+    return {
+        "traffic": bar_chart(categories, per_model("requests_per_day"), "Requests a day by model, changed routes"),
+        "cost": bar_chart(
+            categories,
+            per_model("cost_per_day_micro_usd", 1_000_000),
+            "Cost a day by model (USD), changed routes",
+            layout={"yaxis": {"title": {"text": "USD a day"}}},
+        ),
+        "providers": bar_chart(
+            ["before", "after"],
+            shares,
+            "Share of traffic per provider (%)",
+            colours=dict(zip(providers, PROVIDER_COLOURS, strict=False)),
+            height=300,
+            layout={"yaxis": {"range": [0, 100], "title": {"text": "% of requests"}}},
+        ),
+    }

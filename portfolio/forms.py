@@ -77,6 +77,17 @@ class ReviewForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Your comment (required to reject)"}),
     )
+    acknowledge = forms.MultipleChoiceField(
+        choices=[("cost", "cost"), ("quality", "quality"), ("provider", "provider share")], required=False
+    )
+
+
+class ThresholdsForm(forms.ModelForm):
+    """An officer's thresholds of the change-impact preview for a policy set; empty: no threshold."""
+
+    class Meta:
+        model = PolicySet
+        fields = ["threshold_cost_increase_percent", "threshold_quality_drop_bp", "threshold_provider_share_percent"]
 
 
 class WithdrawForm(forms.Form):

@@ -548,6 +548,14 @@ def crossings(result: dict, policy_set: PolicySet) -> list[Crossing]:
     return found
 
 
+def presented(result: dict, policy_set: PolicySet) -> dict:
+    """The impact as the change request's page and the API show it: compliance as of now, and the
+    thresholds of the set that it crosses."""
+    body = with_compliance(result)
+    body["crossings"] = [{"code": c.code, "text": c.text} for c in crossings(result, policy_set)]
+    return body
+
+
 def headline(result: dict) -> dict:
     """The figures the approve form shows: cost a day before and after, traffic that moves, the
     largest provider share after, requests the after model may not process, the warnings."""

@@ -23,7 +23,8 @@ from compliance.matrix import Matrix
 from compliance.models import DataClassification
 from registry.models import EvaluationRun, ModelVersion, RunStatus, Status
 
-from .models import ChangeRequest, PolicySet, PolicyVersion, Task
+from .impact import impact, proposed_policy
+from .models import ChangeRequest, PolicySet, PolicyVersion, Revision, Task
 from .policy import to_yaml
 from .publishing import start_change
 
@@ -217,6 +218,8 @@ def propose_route_change(
             {"model": [f"{ref} is no longer recommended for {policy_set.slug}: {task} / {classification}."]}
         )
     document = to_yaml(review.policy_version.policy.with_route_model(task, classification, ref).as_spec())
+    figures = impact(policy_set, proposed_policy(document))
+    totals = figures["totals"]
     evidence = recommendation.candidate.runs + recommendation.current.runs
     runs = ", ".join(f"#{run.pk} {run.suite.slug}" for run in evidence)
     rationale = (
@@ -224,7 +227,12 @@ def propose_route_change(
         f"{recommendation.candidate.version.ref} scores {recommendation.candidate.score_bp / 100:.1f} and costs "
         f"{recommendation.candidate.cost_per_1k_micro_usd} µUSD per 1,000 requests; {review.model} scores "
         f"{recommendation.current.score_bp / 100:.1f} and costs {recommendation.current.cost_per_1k_micro_usd} µUSD "
-        f"(runs {runs}; tolerance {tolerance_bp / 100:g} points)."
+        f"(runs {runs}; tolerance {tolerance_bp / 100:g} points). "
+        f"On the last {figures['window']['days']} days of traffic: {totals['moved_requests']} requests change model, "
+        f"cost {totals['before']['cost_per_day_micro_usd']} → {totals['after']['cost_per_day_micro_usd']} µUSD a day."
     )
     title = f"{task} / {classification}: route to {ref}"
-    return start_change(policy_set, by, title, rationale, document)
+    change_request = start_change(policy_set, by, title, rationale, document)
+    # The draft carries its impact preview: the figures its rationale quotes.
+    Revision.objects.filter(change_request=change_request, impact__isnull=True).update(impact=figures)
+    return change_request

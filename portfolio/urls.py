@@ -21,6 +21,7 @@ urlpatterns = [
     path("changes/<int:pk>/review/", views.review_change_request, name="review-change-request"),
     path("changes/<int:pk>/publish/", views.publish_change_request, name="publish-change-request"),
     path("<slug:slug>/", views.policy_set, name="policy-set"),
+    path("<slug:slug>/thresholds/", views.policy_set_thresholds, name="policy-set-thresholds"),
     path("<slug:slug>/versions/", views.policy_versions, name="policy-versions"),
     path("<slug:slug>/versions/<int:number>/", views.policy_version, name="policy-version"),
 ]

@@ -228,3 +228,38 @@ def routed_world(alice, carol, bob) -> dict:
         "now": timezone.now(),
         "policy_set": policy_set,
     }
+
+
+def decision_rows(
+    count,
+    task,
+    classification,
+    model,
+    provider,
+    tokens_in,
+    tokens_out,
+    latency_ms,
+    hour,
+    cost=0,
+    policy_set="production",
+):
+    """``count`` decision records of one kind within ``hour``, as ingest hands them to the rollups."""
+    return [
+        {
+            "occurred_at": hour + dt.timedelta(minutes=n % 60),
+            "policy_set": policy_set,
+            "task": task,
+            "classification": classification,
+            "model": model,
+            "provider": provider,
+            "tier": "",
+            "cost_micro_usd": cost,
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "fallback_used": False,
+            "escalated": False,
+            "has_violation": False,
+            "latency_ms": latency_ms,
+        }
+        for n in range(count)
+    ]

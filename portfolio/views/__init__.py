@@ -13,7 +13,7 @@ from .changes import (
     withdraw_change_request,
 )
 from .fleet import fleet, revoke_router_token
-from .policies import policy_set, policy_sets, policy_version, policy_versions
+from .policies import policy_set, policy_set_thresholds, policy_sets, policy_version, policy_versions
 
 __all__ = [
     "change_request",
@@ -21,6 +21,7 @@ __all__ = [
     "fleet",
     "new_change_request",
     "policy_set",
+    "policy_set_thresholds",
     "policy_sets",
     "policy_version",
     "policy_versions",

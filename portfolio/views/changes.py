@@ -26,6 +26,7 @@ from steward.forms import add_model_errors
 from steward.history import history_rows
 from steward.paging import WHOLE_NUMBER, page_size
 
+from ..charts import impact_charts
 from ..forms import (
     ChangeFilterForm,
     ChangeRequestForm,
@@ -33,6 +34,7 @@ from ..forms import (
     RevisionForm,
     WithdrawForm,
 )
+from ..impact import change_request_outcome, headline, presented, revision_impact
 from ..models import (
     PROPOSE_CHANGES,
     PUBLISH_CHANGES,
@@ -262,6 +264,7 @@ def _detail_context(
             )
         )
     author_can_act = is_author and user.has_perm(PROPOSE_CHANGES) and change_request.is_open
+    impact = presented(figures, policy_set) if latest and (figures := revision_impact(latest)) else None
     decisions = []
     if reviewer and in_review:
         if not any(review.reviewer_id == user.pk for review in approvals):
@@ -296,6 +299,10 @@ def _detail_context(
         "review_form": review_form or ReviewForm(),
         "withdraw_form": withdraw_form or WithdrawForm(),
         "refusal": refusal or [],
+        "impact": impact,
+        "impact_headline": headline(impact) if impact else None,
+        "impact_charts": impact_charts(impact) if impact else None,
+        "outcome": change_request_outcome(change_request) if change_request.status == ChangeStatus.PUBLISHED else None,
     }
 
 
@@ -369,7 +376,9 @@ def review_change_request(request: HttpRequest, pk: int) -> HttpResponse:
         if user.pk == change_request.author_id:
             raise PermissionDenied(f"{user.get_username()} wrote {change_request} and cannot {decision} it.")
     try:
-        change_request.review(user, decision, form.cleaned_data["comment"])
+        change_request.review(
+            user, decision, form.cleaned_data["comment"], acknowledged=tuple(form.cleaned_data["acknowledge"])
+        )
     except StaleBaseError as error:
         # Auto-publishing on the last approval found the base stale; the approval itself stands.
         return _refused(request, change_request, 409, refusal=error.messages)

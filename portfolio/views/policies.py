@@ -5,21 +5,27 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.db import transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from audits import events as audit
 from registry.models import ModelVersion
 from steward.history import history_rows
 
 from ..charts import provider_concentration
 from ..forms import (
+    ThresholdsForm,
     VersionDiffForm,
 )
 from ..models import (
     OPEN_STATUSES,
     PROPOSE_CHANGES,
+    REVIEW_CHANGES,
     CostTier,
     PolicySet,
     PolicyVersion,
@@ -151,6 +157,12 @@ def policy_sets(request: HttpRequest) -> HttpResponse:
 @permission_required(VIEW_SETS, raise_exception=True)
 def policy_set(request: HttpRequest, slug: str) -> HttpResponse:
     """The version in force: what routes where, the tier mix, costs and provider concentration."""
+    return policy_set_page(request, slug)
+
+
+def policy_set_page(
+    request: HttpRequest, slug: str, thresholds_form: ThresholdsForm | None = None, status: int = 200
+) -> HttpResponse:
     policy_set = get_object_or_404(PolicySet, slug=slug)
     current = policy_set.versions.select_related("author", "published_by", "change_request").order_by("-number").first()
     open_changes = (
@@ -164,9 +176,39 @@ def policy_set(request: HttpRequest, slug: str) -> HttpResponse:
         "can_propose": request.user.has_perm(PROPOSE_CHANGES),
         "is_current": True,
         "history": history_rows(policy_set),
+        "thresholds_form": thresholds_form or ThresholdsForm(instance=policy_set),
+        "can_set_thresholds": request.user.has_perm(REVIEW_CHANGES),
         **(_version_context(current) if current else {"version": None}),
     }
-    return render(request, "portfolio/policy_set.html", context)
+    return render(request, "portfolio/policy_set.html", context, status=status)
+
+
+THRESHOLD_FIELDS = ThresholdsForm.Meta.fields
+
+
+@require_POST
+@permission_required(REVIEW_CHANGES, raise_exception=True)
+def policy_set_thresholds(request: HttpRequest, slug: str) -> HttpResponse:
+    """An officer sets the set's impact thresholds: a change crossing one needs each approver's acknowledgement."""
+    policy_set = get_object_or_404(PolicySet, slug=slug)
+    before = {name: getattr(policy_set, name) for name in THRESHOLD_FIELDS}
+    form = ThresholdsForm(request.POST, instance=policy_set)
+    if not form.is_valid():
+        policy_set.refresh_from_db()
+        return policy_set_page(request, policy_set.slug, thresholds_form=form, status=400)
+    with transaction.atomic():
+        policy_set._history_user = request.user
+        policy_set._change_reason = "impact thresholds"
+        form.save()
+        audit.record(
+            "policy_set.thresholds",
+            actor=request.user,
+            obj=policy_set,
+            before=before,
+            after={name: getattr(policy_set, name) for name in THRESHOLD_FIELDS},
+        )
+    messages.success(request, f"Impact thresholds of {policy_set.slug} saved.")
+    return redirect(policy_set)
 
 
 def diff_rows(lines: list[str]) -> list[tuple[str, str]]:

@@ -70,3 +70,12 @@ def duration(seconds) -> str:
         return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+@register.filter
+def basis_points(value: int | None) -> str:
+    """6846 → "68.46 %", −303 → "−3.03 %" (a real minus sign); None → "—"."""
+    if value is None:
+        return "—"
+    text = f"{abs(value) / 100:g} %"
+    return f"−{text}" if value < 0 else text

@@ -15,6 +15,7 @@ from portfolio.impact import crossings, default_window, impact, proposed_policy,
 from portfolio.models import ChangeStatus
 from portfolio.publishing import start_change
 from registry.models import EvaluationRun, EvaluationSuite, RunStatus
+from tests.factories import decision_rows
 
 MINI = "openai/gpt-4o-mini@2024-07-18"  # 150,000 in / 600,000 out µUSD per million tokens
 SMALL = "mistral/mistral-small@2501"  # 100,000 / 400,000
@@ -55,44 +56,24 @@ routes:
 """
 
 
-def decisions(count, task, classification, model, provider, tokens_in, tokens_out, latency_ms, hour, cost=0):
-    return [
-        {
-            "occurred_at": hour + dt.timedelta(minutes=n % 60),
-            "policy_set": "production",
-            "task": task,
-            "classification": classification,
-            "model": model,
-            "provider": provider,
-            "tier": "",
-            "cost_micro_usd": cost,
-            "input_tokens": tokens_in,
-            "output_tokens": tokens_out,
-            "fallback_used": False,
-            "escalated": False,
-            "has_violation": False,
-            "latency_ms": latency_ms,
-        }
-        for n in range(count)
-    ]
-
-
 def seed_window(since: dt.datetime, until: dt.datetime) -> None:
     """The seeded window: decisions spread over hours inside it, and some just outside it."""
     early, late = since + dt.timedelta(hours=3), until - dt.timedelta(hours=2)
     rows = []
     # ticket-triage / internal: 1,400 on the primary (two hours), 140 on the fallback, 14 escalated.
-    rows += decisions(700, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, early)
-    rows += decisions(700, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, late)
-    rows += decisions(140, "ticket-triage", "internal", SMALL, "mistral", 1000, 200, 300, early)
-    rows += decisions(14, "ticket-triage", "internal", GPT4O, "openai", 2000, 500, 1500, late)
+    rows += decision_rows(700, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, early)
+    rows += decision_rows(700, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, late)
+    rows += decision_rows(140, "ticket-triage", "internal", SMALL, "mistral", 1000, 200, 300, early)
+    rows += decision_rows(14, "ticket-triage", "internal", GPT4O, "openai", 2000, 500, 1500, late)
     # A model the registry does not know (an older router's name): 10 requests, 50 µUSD each as recorded.
-    rows += decisions(10, "ticket-triage", "internal", LEGACY, "acme", 1000, 200, 400, early, cost=50)
+    rows += decision_rows(10, "ticket-triage", "internal", LEGACY, "acme", 1000, 200, 400, early, cost=50)
     # support-reply / pii: unchanged, 700 requests.
-    rows += decisions(700, "support-reply", "pii", SONNET, "anthropic", 500, 300, 800, late)
+    rows += decision_rows(700, "support-reply", "pii", SONNET, "anthropic", 500, 300, 800, late)
     # Outside the window: the hour before it, and the hour it ends with (excluded).
-    rows += decisions(99, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, since - dt.timedelta(hours=1))
-    rows += decisions(99, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, until)
+    rows += decision_rows(
+        99, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, since - dt.timedelta(hours=1)
+    )
+    rows += decision_rows(99, "ticket-triage", "internal", MINI, "openai", 1000, 200, 400, until)
     add_batch(rows)
 
 

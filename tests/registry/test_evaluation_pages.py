@@ -17,8 +17,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from audits.rollups import add_batch
 from compliance.models import AlertKind, ComplianceAlert, DataClassification, MatrixCell
 from demo.server import start_in_thread
+from portfolio.impact import default_window
 from portfolio.models import ChangeRequest, ChangeStatus, PolicySet, PolicyVersion
 from portfolio.policy import normalise
 from portfolio.recommendations import Standing, pareto_frontier, review_routes
@@ -28,6 +30,7 @@ from registry.models import CaseResult, EvaluationRun, EvaluationSuite, RunStatu
 from tests.factories import (
     approve_cell,
     approved_credential,
+    decision_rows,
     make_classification,
     make_model,
     make_provider,
@@ -578,6 +581,42 @@ def test_bob_opens_a_draft_change_request_from_a_recommendation(alice, bob, clie
     assert f"{world['far'].ref} is no longer recommended for sandbox-test: triage / public-test." in refused.text
     assert ChangeRequest.objects.count() == 1
     assert client_for(alice).post("/registry/recommendations/apply/", form).status_code == 403
+
+
+def test_the_draft_from_a_recommendation_carries_its_impact(alice, bob, client_for) -> None:
+    world = recommendation_world(alice, bob)
+    since, _ = default_window()
+    routed = world["routed"]
+    add_batch(
+        decision_rows(
+            140,
+            "triage",
+            "public-test",
+            routed.ref,
+            routed.provider.slug,
+            1000,
+            200,
+            300,
+            since + dt.timedelta(hours=5),
+            policy_set="sandbox-test",
+        )
+    )
+    form = {"policy_set": "sandbox-test", "task": "triage", "classification": "public-test", "tolerance": "2"}
+    client_for(bob).post("/registry/recommendations/apply/", {**form, "model": world["close"].ref})
+
+    change = ChangeRequest.objects.get()
+    figures = change.latest_revision().impact
+    # Both versions cost 150,000 / 600,000 µUSD per million tokens: 140 x (1,000 in, 200 out) is
+    # 21,000 + 16,800 = 37,800 µUSD before and after, 2,700 a day over 14 days.
+    assert figures["totals"]["moved_requests"] == 140
+    assert (
+        figures["totals"]["before"]["cost_per_day_micro_usd"]
+        == figures["totals"]["after"]["cost_per_day_micro_usd"]
+        == 2700
+    )
+    assert "On the last 14 days of traffic: 140 requests change model, cost 2700 → 2700 µUSD a day." in change.rationale
+    page = client_for(alice).get(change.get_absolute_url()).content.decode()
+    assert "Impact on the last 14 days of traffic" in page and 'id="impact-routes"' in page
 
 
 def test_after_seed_demo_the_sandbox_route_gets_a_recommendation(client_for, settings) -> None:
