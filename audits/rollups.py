@@ -7,12 +7,13 @@ time range of the rows they came from.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from audits.models import DecisionRollup
 
@@ -99,15 +100,17 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
     """Add decision records (their fields as dicts) to their hourly rollups.
 
     Called inside ingest's transaction with only the records it inserted. Groups are summed here first
-    (one row per group and hour), then rows are created if missing and locked in key order, so two
-    workers adding to the same groups wait for each other instead of deadlocking.
+    (one row per group and hour), then added in key order, so two workers adding to the same groups
+    wait for each other instead of deadlocking: on PostgreSQL in one ``INSERT … ON CONFLICT DO UPDATE``
+    that adds the sums and merges the sketches (their bucket counts added key by key); elsewhere rows
+    are created if missing, locked and updated.
     """
     groups: dict[tuple, dict] = {}
     for row in rows:
         key = (hour_of(row["occurred_at"]), *(row.get(name) or "" for name in GROUP))
         entry = groups.get(key)
         if entry is None:
-            entry = groups[key] = {name: 0 for name in SUMS} | {"latency": LatencySketch()}
+            entry = groups[key] = {name: 0 for name in SUMS} | {"latency": {}}
         entry["requests"] += 1
         entry["cost_micro_usd"] += row["cost_micro_usd"]
         entry["input_tokens"] += row["input_tokens"]
@@ -115,10 +118,15 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
         entry["fallbacks"] += bool(row["fallback_used"])
         entry["escalations"] += bool(row["escalated"])
         entry["violations"] += bool(row["has_violation"])
-        entry["latency"].add(row["latency_ms"])
+        latency = entry["latency"]
+        index = bucket(row["latency_ms"])
+        latency[index] = latency.get(index, 0) + 1
     if not groups:
         return
     keys = sorted(groups)
+    if connection.vendor == "postgresql":
+        _upsert(rollup_model._meta.db_table, keys, groups)
+        return
     names = ("hour", *GROUP)
     with transaction.atomic():
         rollup_model.objects.bulk_create(
@@ -137,9 +145,34 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
                 continue
             for name in SUMS:
                 setattr(rollup, name, getattr(rollup, name) + entry[name])
-            rollup.latency = LatencySketch(rollup.latency).merge(entry["latency"]).to_json()
+            rollup.latency = LatencySketch(rollup.latency).merge(LatencySketch(entry["latency"])).to_json()
             changed.append(rollup)
         rollup_model.objects.bulk_update(changed, [*SUMS, "latency"], batch_size=500)
+
+
+def _upsert(table: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
+    """The groups' sums added to their rows of ``table`` in one statement, rows taken in ``keys`` order."""
+    columns = ("hour", *GROUP, *SUMS, "latency")
+    types = ("timestamptz", *["text"] * len(GROUP), *["bigint"] * len(SUMS), "jsonb")
+    arrays = [
+        [key[0] for key in keys],
+        *([key[position] for key in keys] for position in range(1, 1 + len(GROUP))),
+        *([groups[key][name] for key in keys] for name in SUMS),
+        [json.dumps(groups[key]["latency"]) for key in keys],
+    ]
+    unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+    added = ", ".join(f"{name} = rollup.{name} + excluded.{name}" for name in SUMS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS rollup ({', '.join(columns)})"
+            f" SELECT {', '.join(columns)} FROM unnest({unnest}) WITH ORDINALITY AS batch ({', '.join(columns)}, n)"
+            " ORDER BY n"
+            f" ON CONFLICT ({', '.join(('hour', *GROUP))}) DO UPDATE SET {added},"
+            " latency = (SELECT jsonb_object_agg(bucket, total) FROM (SELECT bucket, sum(n::bigint) AS total"
+            " FROM (SELECT * FROM jsonb_each_text(rollup.latency) UNION ALL"
+            " SELECT * FROM jsonb_each_text(excluded.latency)) AS counts (bucket, n) GROUP BY bucket) AS sums)",
+            arrays,
+        )
 
 
 @dataclass
