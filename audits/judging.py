@@ -220,9 +220,7 @@ class PolicyBook:
         elif classification is None:
             found.append((ViolationKind.NOT_USABLE, f"unknown data classification {decision.classification!r}"))
         else:
-            matrix = self.matrix.at_time(moment)
-            status = matrix.status_of(model)
-            verdict = matrix.verdict(model, classification)
+            status, verdict = self.matrix.verdict_at(model, classification, moment)
             if not verdict.usable:
                 found.append(
                     (

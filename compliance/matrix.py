@@ -314,6 +314,7 @@ class RecordedMatrix(Matrix):
             moments.append(when)
             statuses.append(None if kind == "-" else status)
         self._use_holdings(self._recorded[: bisect.bisect_right(self._recorded_at, self.at)])
+        self._verdicts: dict[tuple, tuple[str | None, Verdict]] = {}
 
     def _use_holdings(self, holdings: Iterable[CertificationHolding]) -> None:
         if not hasattr(self, "_recorded"):
@@ -352,6 +353,32 @@ class RecordedMatrix(Matrix):
             self._by_count[count] = (other.provider_holdings, other.version_holdings, other._overridden)
         other.provider_holdings, other.version_holdings, other._overridden = self._by_count[count]
         return other
+
+    def verdict_at(
+        self, version: ModelVersion, classification: DataClassification, at: dt.datetime
+    ) -> tuple[str | None, Verdict]:
+        """The version's status and the pair's verdict at ``at``: ``at_time(at)``'s answers, worked out
+        once for each state of the record they depend on (the day, the holdings recorded by then, the
+        entries of the status and cell history in force, whether the cell's approval had expired), so
+        the many decisions of a batch made under the same state share one answer (not to be changed)."""
+        cells = self._cell_history.get((version.pk, classification.pk))
+        cell_entry = bisect.bisect_right(cells[0], at) if cells else 0
+        cell = cells[1][cell_entry - 1] if cell_entry else None
+        statuses = self._statuses.get(version.pk)
+        key = (
+            version.pk,
+            classification.pk,
+            at.astimezone(dt.UTC).date(),
+            bisect.bisect_right(self._recorded_at, at),
+            cell_entry,
+            bisect.bisect_right(statuses[0], at) if statuses else 0,
+            cell is not None and cell.is_expired_at(at),
+        )
+        answer = self._verdicts.get(key)
+        if answer is None:
+            matrix = self.at_time(at)
+            answer = self._verdicts[key] = (matrix.status_of(version), matrix.verdict(version, classification))
+        return answer
 
     @staticmethod
     def _then(history: tuple[list, list] | None, at: dt.datetime):
