@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -29,6 +30,21 @@ from .models import AuditCheckpoint, AuditKey, DecisionRecord
 from .records import MAX_RECORD_DEPTH
 
 CHECKPOINT_PAGE = 1000
+# How a NUL or a lone surrogate gets into a parsed JSON string: a \u escape, or (json decodes bytes
+# with "surrogatepass") a surrogate's UTF-8 bytes; a raw control character is refused, and a body in
+# UTF-16 or UTF-32 holds NUL bytes.
+UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def storable_text_only(body: bytes) -> bool:
+    """True when no string parsed from ``body`` can hold a NUL or a lone surrogate (a few substring
+    searches, each skipped when its first byte is absent)."""
+    if b"\x00" in body:
+        return False
+    if b"\\u" in body and UNSTORABLE_ESCAPE.search(body):
+        return False
+    return not (b"\xed" in body and SURROGATE_BYTES.search(body))
 
 
 # What the views below answer, for the schema (nothing is read or written through these).
@@ -169,7 +185,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
         )
     router = Router.objects.select_related("policy_set").get(pk=identity.router_id)
     try:
-        result = ingest(router, records)
+        result = ingest(router, records, text_checked=storable_text_only(body))
     except ForeignPolicySet as error:
         return JsonResponse(
             {"detail": f"This router reports for {router.policy_set.slug}, not for {error.args[0]!r}."}, status=403

@@ -75,7 +75,7 @@ def parse_json(body: bytes | str, *, strict: bool = True) -> Any:
     the depth and text of each item are left to the caller.
     """
     try:
-        document = json.loads(body, parse_constant=_refuse_constant, parse_int=_strict_int if strict else _lenient_int)
+        document = _loads(body, _strict_int if strict else _lenient_int)
     except RecursionError:
         raise JSONBodyError({"detail": [too_deep_message()]}) from None
     except ValueError as error:  # UnicodeDecodeError included
@@ -87,6 +87,16 @@ def parse_json(body: bytes | str, *, strict: bool = True) -> Any:
         if problem is not None:
             raise JSONBodyError(problem)
     return document
+
+
+def _loads(body: bytes | str, parse_int) -> Any:
+    """``json.loads`` with ``parse_int``, the integers first left to the decoder's C code (the same values,
+    several times faster): only a body it refuses (an integer of too many digits among others) is
+    parsed again with ``parse_int``, for its answer."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return json.loads(body, parse_constant=_refuse_constant, parse_int=parse_int)
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
