@@ -4,8 +4,9 @@ One run creates a throwaway PostgreSQL database, migrates it, runs ``seed_demo``
 sets, models, classifications and matrix), registers a router and writes N demo-like decision records
 (``demo.traffic.demo_records``: every production route, the demo's models, fallbacks and escalations;
 content of a few hundred characters where the classification keeps content, digests elsewhere; one
-record in a hundred on a model its route does not allow). That database is the template of the two
-each measurement gets:
+record in a hundred on a model its route does not allow), dated over the past week in time order as a
+router's spool sends them, so each batch covers the next stretch of it. That database is the template
+of the two each measurement gets:
 
 - **ingest**: Steward under gunicorn with production settings (DEBUG off, PostgreSQL, the Django
   cache on Redis, ``--workers 2 --worker-class sync``) on one copy; 2 client threads on keep-alive
@@ -35,6 +36,7 @@ request goes to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -44,6 +46,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import harness
@@ -97,7 +100,9 @@ sizes = {{
     task.slug: TaskSize(task.typical_input_tokens, task.typical_output_tokens, WEIGHTS.get(task.slug, 1))
     for task in Task.objects.all()
 }}
+# In time order, as a router's spool sends them: each batch covers the next stretch of the week.
 records = demo_records(policy, sizes, count, since=_governed_since(), seed=29)[:count]
+records.sort(key=lambda record: record["occurred_at"])
 rng = random.Random(31)
 words = "the customer asks about an invoice a refund their account an order shipping a contract clause".split()
 refs = list(ModelVersion.objects.values_list("ref", flat=True))
@@ -209,17 +214,36 @@ def post_batches(port: int, token: str, bodies: list[bytes], clients: int) -> tu
 
 def measure_ingest(
     bench: harness.Run, args: argparse.Namespace, env: dict, log, token: str, bodies: list[bytes]
-) -> tuple[float, list[dict], harness.CpuUse]:
-    """The seconds ``post_batches`` took against a gunicorn of its own (stopped afterwards), its answers
-    and the CPU gunicorn (and everything else) used meanwhile."""
+) -> tuple[float, list[dict], harness.CpuUse, float]:
+    """The seconds ``post_batches`` took against a gunicorn of its own (stopped afterwards), its answers,
+    the CPU gunicorn (and everything else) used meanwhile and the CPU seconds of its database backends."""
     port = harness.free_port()
     server = harness.gunicorn(bench, env, port, log, READY_PATH, workers=args.workers, worker_class="sync", threads=1)
     with harness.cpu_use(server.pid) as cpu:
         elapsed, answers = post_batches(port, token, bodies, args.clients)
     if server.poll() is not None:
         raise BenchError(f"gunicorn died during the run:\n{harness.log_tail(log)}")
+    # The workers keep their connections (CONN_MAX_AGE): their backends' CPU is what ingest cost PostgreSQL.
+    with connect(env["DATABASE_URL"]) as connection:
+        pids = [
+            row[0]
+            for row in connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    database_cpu = backends_cpu(pids)
     harness.stop(server)
-    return elapsed, answers, cpu
+    return elapsed, answers, cpu, database_cpu
+
+
+def backends_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) that these PostgreSQL backends used since they started (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / harness.CLOCK_TICKS
+    return total
 
 
 def check_stored(url: str, request_ids: list[str], answers: list[dict]) -> dict[str, int]:
@@ -300,17 +324,19 @@ def column_index(connection, table: str, column: str) -> int:
     return names.index(column)
 
 
-def copy_batches(url: str, batches: list[list[tuple[str, bytes]]], connections: int) -> float:
+def copy_batches(url: str, batches: list[list[tuple[str, bytes]]], connections: int) -> tuple[float, float]:
     """Each batch's rows written with COPY FROM STDIN in a transaction of its own, from ``connections``
-    connections taking the next batch in turn; the seconds from the first to the last commit."""
+    connections taking the next batch in turn; the seconds from the first to the last commit, and the
+    CPU seconds their backends used."""
     work: queue.SimpleQueue = queue.SimpleQueue()
     for batch in batches:
         work.put(batch)
     failures: list[str] = []
     opened = [connect(url) for _ in range(connections)]
+    pids = [connection.execute("SELECT pg_backend_pid()").fetchone()[0] for connection in opened]
     for connection in opened:
-        connection.execute("SELECT 1")
         connection.commit()
+    before = backends_cpu(pids)
 
     def writer(connection) -> None:
         try:
@@ -335,11 +361,12 @@ def copy_batches(url: str, batches: list[list[tuple[str, bytes]]], connections: 
     for thread in threads:
         thread.join(1800)
     elapsed = time.perf_counter() - started
+    database_cpu = backends_cpu(pids) - before
     for connection in opened:
         connection.close()
     if failures:
         raise BenchError(f"the COPY floor failed: {failures[0]}")
-    return elapsed
+    return elapsed, database_cpu
 
 
 def check_copied(url: str, tables: list[str], expected: dict[str, int]) -> None:
@@ -421,7 +448,7 @@ def run() -> int:
             ingest_url = url_for(args.database_url, ingest_db.name)
             floor_url = url_for(args.database_url, floor_db.name)
             log = tmp / f"gunicorn-{number}.log"
-            elapsed, answers, cpu = measure_ingest(
+            elapsed, answers, cpu, ingest_db_cpu = measure_ingest(
                 bench, args, {**env, "DATABASE_URL": ingest_url}, log, setup["token"], bodies
             )
             counts = check_stored(ingest_url, request_ids, answers)
@@ -431,17 +458,24 @@ def run() -> int:
                 table: sum(rows.count(b"\n") for batch in batches for name, rows in batch if name == table)
                 for table in tables
             }
-            copy_seconds = copy_batches(floor_url, batches, args.clients)
+            copy_seconds, floor_db_cpu = copy_batches(floor_url, batches, args.clients)
             check_copied(floor_url, tables, expected)
             floor = Measured(len(request_ids) / copy_seconds, copy_seconds, len(request_ids))
             results.append((ingest, floor))
             ingest_db.drop()
             floor_db.drop()
+            per_record = 1e6 / len(request_ids)
             print(
-                f"run {number}: ingest {ingest.rate:8,.0f} records/s ({elapsed:6.2f} s; gunicorn CPU "
-                f"{cpu.server:5.1f} s, {cpu.server * 1e6 / len(request_ids):4.0f} us a record; other load "
-                f"{cpu.other:4.1f} s)   COPY floor {floor.rate:8,.0f} rows/s ({copy_seconds:6.2f} s into "
-                f"{', '.join(tables)})   ratio {ingest.rate / floor.rate:.2f}",
+                f"run {number}: ingest {ingest.rate:8,.0f} records/s ({elapsed:6.2f} s)   COPY floor "
+                f"{floor.rate:8,.0f} rows/s ({copy_seconds:6.2f} s into {', '.join(tables)})   "
+                f"ratio {ingest.rate / floor.rate:.2f}",
+                flush=True,
+            )
+            print(
+                f"       CPU a record: ingest gunicorn {cpu.server * per_record:.0f} us + PostgreSQL "
+                f"{ingest_db_cpu * per_record:.0f} us; floor PostgreSQL {floor_db_cpu * per_record:.0f} us; "
+                f"other processes took {max(0.0, cpu.other - ingest_db_cpu) / (elapsed * (os.cpu_count() or 1)):.0%} "
+                "of the machine during ingest",
                 flush=True,
             )
             print(
