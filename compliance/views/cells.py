@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
@@ -30,7 +31,7 @@ from ..models import (
     DataClassification,
     MatrixCell,
 )
-from .matrix import VIEW_MATRIX, cell_html
+from .matrix import VIEW_MATRIX, cell_html, matrix_context
 
 # --- what uses a cell: announced by the floors above ---------------------------------------------
 
@@ -146,19 +147,37 @@ def _panel_context(
         "refused": refused,
         "own_request": bool(cell and cell.requested_by_id == request.user.pk and request.user.has_perm(REVIEW_CELLS)),
         "done": done,
-        "in_matrix": bool(request.htmx),
         "uses": uses,
         "confirm_suspend": confirm_suspend and bool(uses),
     }
 
 
+def _into_panel(request: HttpRequest) -> bool:
+    """Whether htmx asked for the panel alone (to swap it into the matrix page it shows).
+
+    htmx going back to a cell's URL (a history restore) wants the whole page, as a plain link,
+    a reload or a bookmark does.
+    """
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _cell_page(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
+    """The matrix page with this cell's panel open: what a cell's own URL shows."""
+    return render(request, "compliance/matrix.html", {**matrix_context(request), **context}, status=status)
+
+
 @permission_required(VIEW_MATRIX, raise_exception=True)
 def cell_detail(request: HttpRequest, version_pk: int, classification_slug: str) -> HttpResponse:
-    """The cell panel (htmx, into the matrix page) or a page of its own (a plain link)."""
+    """The cell panel (htmx, into the matrix page), or the matrix page with the panel open."""
     version, classification = _pair(version_pk, classification_slug)
     context = _panel_context(request, version, classification)
-    template = "compliance/_cell_panel.html" if request.htmx else "compliance/cell.html"
-    return render(request, template, context)
+    if _into_panel(request):
+        response = render(request, "compliance/_cell_panel.html", context)
+    else:
+        response = _cell_page(request, context)
+    # One URL, two answers: a cache must not give the panel alone to a reload.
+    patch_vary_headers(response, ["HX-Request", "HX-History-Restore-Request"])
+    return response
 
 
 def _act(request: HttpRequest, version_pk: int, classification_slug: str, action: str) -> HttpResponse:
@@ -175,8 +194,9 @@ def _act(request: HttpRequest, version_pk: int, classification_slug: str, action
         if action == "suspend" and not form.cleaned_data["confirm"] and cell_uses(version, classification):
             # A confirmation step first: say which published routes go through the cell.
             context = _panel_context(request, version, classification, bound=(action, form), confirm_suspend=True)
-            template = "compliance/_cell_panel.html" if request.htmx else "compliance/cell.html"
-            return render(request, template, context)
+            if request.htmx:
+                return render(request, "compliance/_cell_panel.html", context)
+            return _cell_page(request, context)
         cell = MatrixCell.for_pair(version, classification)
         try:
             CELL_ACTIONS[action](cell, request.user, form.cleaned_data)
@@ -193,13 +213,14 @@ def _act(request: HttpRequest, version_pk: int, classification_slug: str, action
                 return redirect(_next_page(request) or cell_page)
             context = _panel_context(request, version, classification, done=done)
             response = render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
-            # What awaits officers changed: the nav badge asks again.
-            response["HX-Trigger"] = "inbox-changed"
+            # What awaits officers changed: the nav badge asks again; what is usable changed: the
+            # matrix's coverage chart asks again.
+            response["HX-Trigger"] = "inbox-changed, matrix-changed"
             return response
     context = _panel_context(request, version, classification, bound=(action, form))
     if request.htmx:
         return render(request, "compliance/_cell_panel.html", {**context, "oob_cell": _oob_cell(context)})
-    return render(request, "compliance/cell.html", context, status=status)
+    return _cell_page(request, context, status=status)
 
 
 def _next_page(request: HttpRequest) -> str | None:

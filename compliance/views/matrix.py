@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.safestring import SafeString, mark_safe
 
 from audits import events as audit
@@ -45,7 +46,8 @@ def _filtered_versions(request: HttpRequest) -> tuple[ModelVersionFilter, QueryS
 def cell_html(
     version: ModelVersion, classification: DataClassification, verdict: Verdict, oob: bool = False
 ) -> SafeString:
-    """One matrix cell: its state in colour and words, its reasons on hover, a link to its panel.
+    """One matrix cell: its state in colour and words, its reasons on hover, a link to its panel
+    (which opens beside the matrix and puts the cell's own URL in the address bar).
 
     Built here rather than by a template include because the page renders thousands of cells
     and the template engine would dominate its time; ``oob`` marks it for an htmx out-of-band swap.
@@ -57,7 +59,8 @@ def cell_html(
     swap = ' hx-swap-oob="true"' if oob else ""
     return mark_safe(  # every interpolated outside value is escaped
         f'<td id="cell-{version.pk}-{slug}" class="cell state-{verdict.state}" data-state="{verdict.state}" '
-        f'title="{title}"{swap}><a href="{url}" hx-get="{url}" hx-target="#cell-panel" hx-swap="innerHTML">'
+        f'title="{title}"{swap}><a href="{url}" hx-get="{url}" hx-target="#cell-panel" hx-swap="innerHTML" '
+        f'hx-push-url="true">'
         f"{verdict.label}</a></td>"
     )
 
@@ -86,9 +89,9 @@ def _with_state(rows: list, state: str) -> list:
     return [(version, cells) for version, cells in rows if any(v.state == state for _, v in cells)]
 
 
-@permission_required(VIEW_MATRIX, raise_exception=True)
-def matrix_page(request: HttpRequest) -> HttpResponse:
-    """Model versions (filtered like the registry, paged) x classifications, with a coverage chart.
+def matrix_context(request: HttpRequest) -> dict:
+    """The matrix page's context: versions filtered like the registry (paged) x classifications,
+    with the coverage chart.
 
     One ``Matrix`` over every version the filters select serves both the chart (which counts
     them all) and the page (a slice of its rows), so the number of queries is fixed.
@@ -107,7 +110,7 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     # The export keeps the filters that are set (the filter form also sends the empty ones).
     export = urlencode([(k, v) for k, values in query.lists() for v in values if v and k != "per_page"])
-    context = {
+    return {
         "filter": filterset,
         "page": page,
         "table": table,
@@ -119,9 +122,21 @@ def matrix_page(request: HttpRequest) -> HttpResponse:
         "states": CellState.LABELS.items(),
         "state": state,
     }
-    if request.htmx and request.htmx.target == "matrix-results":
-        return render(request, "compliance/_matrix_results.html", context)
-    return render(request, "compliance/matrix.html", context)
+
+
+# The parts of the page that htmx asks for by their id: the filtered results, or only the
+# coverage chart (asked again after a cell action changed what is usable).
+MATRIX_PARTIALS = {"matrix-results": "compliance/_matrix_results.html", "coverage": "compliance/_coverage.html"}
+
+
+@permission_required(VIEW_MATRIX, raise_exception=True)
+def matrix_page(request: HttpRequest) -> HttpResponse:
+    """Model versions x classifications with a coverage chart; a cell's panel opens beside them."""
+    context = matrix_context(request)
+    partial = MATRIX_PARTIALS.get(request.htmx.target) if request.htmx else None
+    response = render(request, partial or "compliance/matrix.html", context)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
 
 
 @permission_required(VIEW_MATRIX, raise_exception=True)

@@ -37,5 +37,9 @@
   });
   document.addEventListener("htmx:afterSwap", function (event) {
     loadPlotly(function () { drawFigures(event.target); });
+    // A panel that opens in place takes the focus (its heading), so keyboard and screen-reader
+    // users continue where it appeared rather than on the link that opened it.
+    var focus = event.target.querySelector("[data-focus-on-swap]");
+    if (focus) focus.focus();
   });
 })();

@@ -286,6 +286,64 @@ def test_suspend_is_refused_for_a_cell_that_is_not_approved(alice, client_for, e
     assert not MatrixCell.objects.exists()
 
 
+# --- a cell's own URL --------------------------------------------------------------------------------
+
+
+def test_a_cell_link_puts_the_cells_url_in_the_address_bar(alice, client_for, eu_version, pii_eu):
+    body = client_for(alice).get("/compliance/matrix/").content.decode()
+    link = re.search(rf'<td id="cell-{eu_version.pk}-pii-eu"[^>]*><a ([^>]*)>', body)[1]
+    assert f'href="{cell_url(eu_version, pii_eu)}"' in link and f'hx-get="{cell_url(eu_version, pii_eu)}"' in link
+    assert 'hx-push-url="true"' in link
+
+
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true", "HX-History-Restore-Request": "true"}])
+def test_a_cells_url_shows_the_matrix_with_its_panel_open(alice, client_for, eu_version, pii_eu, headers):
+    """A reload, a bookmark, a plain link, or htmx going back to the URL: the whole page."""
+    response = client_for(alice).get(cell_url(eu_version, pii_eu), headers=headers)
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" in body and 'id="matrix"' in body and 'data-figure="coverage-chart"' in body
+    panel = body.split('<aside id="cell-panel"')[1].split("</aside>")[0]
+    assert f'{eu_version.ref}</a> <span class="muted">×</span> pii-eu' in panel
+    assert 'id="cell-approve"' in panel and f'hx-post="{cell_url(eu_version, pii_eu, "approve")}"' in panel
+    assert f"<title>{eu_version.ref} × pii-eu · Compliance matrix" in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_htmx_asks_a_cells_url_for_its_panel_alone(alice, client_for, eu_version, pii_eu):
+    response = client_for(alice).get(cell_url(eu_version, pii_eu), headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert "<html" not in body and 'id="matrix"' not in body
+    assert 'id="cell-detail"' in body and "data-focus-on-swap" in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_a_cell_action_asks_the_coverage_chart_again(alice, carol, bob, client_for, eu_version, pii_eu):
+    client = client_for(alice)
+    page = client.get("/compliance/matrix/?region=eu-west-1").content.decode()
+    coverage = re.search(r'<div id="coverage" ([^>]*)>', page)[1]
+    assert 'hx-get="/compliance/matrix/?region=eu-west-1"' in coverage
+    assert 'hx-trigger="matrix-changed from:body"' in coverage
+
+    def usable() -> dict:
+        chart = client.get(
+            "/compliance/matrix/?region=eu-west-1", headers={"HX-Request": "true", "HX-Target": "coverage"}
+        )
+        body = chart.content.decode()
+        assert "<html" not in body and 'id="matrix"' not in body
+        figure = json.loads(json.loads(body.split('type="application/json">')[1].split("</script>")[0]))
+        return {trace["name"]: dict(zip(trace["x"], trace["y"], strict=True)) for trace in figure["data"]}
+
+    assert usable()[eu_version.cost_tier]["pii-eu"] == 0
+    MatrixCell.for_pair(eu_version, pii_eu).request(bob, "EU triage")
+    response = htmx(client, cell_url(eu_version, pii_eu, "approve"), {"justification": "DPA signed"})
+
+    triggered = [name.strip() for name in response["HX-Trigger"].split(",")]
+    assert set(triggered) == {"inbox-changed", "matrix-changed"}
+    assert usable()[eu_version.cost_tier]["pii-eu"] == 1
+
+
 # --- the matrix page, its chart and the CSV -----------------------------------------------------------
 
 
@@ -385,10 +443,13 @@ def test_matrix_page_queries_do_not_grow_with_versions(alice, bob, carol, client
         return len(captured)
 
     populate(30)
-    at_30 = queries("/compliance/matrix/"), queries("/compliance/matrix/?status=approved&page=2")
+    # A cell's own URL is the matrix page with the cell's panel open.
+    cell_page = cell_url(ModelVersion.objects.order_by("pk").first(), classifications[1])
+    urls = ["/compliance/matrix/", "/compliance/matrix/?status=approved&page=2", cell_page]
+    at_30 = [queries(url) for url in urls]
     populate(270)
     assert ModelVersion.objects.count() == 300
-    at_300 = queries("/compliance/matrix/"), queries("/compliance/matrix/?status=approved&page=2")
+    at_300 = [queries(url) for url in urls]
     assert at_30 == at_300
 
 

@@ -148,3 +148,94 @@ def test_filters_update_the_matrix_and_its_chart_without_reloading(page: Page, l
     expect(page.locator("[data-figure] .main-svg").first).to_be_visible()
     expect(page.locator("#matrix-csv")).to_have_attribute("href", "/compliance/matrix.csv?status=approved")
     assert page.evaluate("window.__marker") == 1
+
+
+def test_a_cell_panel_has_its_own_url_takes_the_focus_and_back_returns(
+    page: Page, live_server, alice, bob, matrix
+) -> None:
+    version, pii_eu, _ = matrix
+    make_versions(3, bob)
+    errors: list[str] = []
+    watch(page, errors)
+    sign_in(page, live_server.url, "alice")
+    matrix_url = f"{live_server.url}/compliance/matrix/"
+    cell_url = f"{live_server.url}/compliance/matrix/cell/{version.pk}/pii-eu/"
+    page.goto(matrix_url)
+    expect(page.locator("#coverage .main-svg").first).to_be_visible()
+    page.evaluate("window.__marker = 1")
+    panel = page.locator("#cell-panel")
+    heading = panel.get_by_role("heading", name=f"{version.ref} × pii-eu")
+
+    page.locator(f"#cell-{version.pk}-pii-eu").get_by_role("link").click()
+
+    expect(heading).to_be_visible()
+    expect(page).to_have_url(cell_url)
+    expect(heading).to_be_focused()
+    assert page.evaluate("document.getElementById('cell-panel').contains(document.activeElement)")
+    assert page.evaluate("window.__marker") == 1, "the panel opened in place, without a reload"
+
+    page.go_back()
+    expect(page).to_have_url(matrix_url)
+    expect(panel).to_contain_text("Select a cell")
+    expect(heading).to_have_count(0)
+    expect(page.locator("#coverage .main-svg").first).to_be_visible()
+
+    page.go_forward()
+    expect(page).to_have_url(cell_url)
+    expect(heading).to_be_visible()
+    expect(page.locator(f"#cell-{version.pk}-pii-eu")).to_be_visible()  # the whole page, not the panel alone
+
+    page.reload()
+    expect(heading).to_be_visible()
+    expect(page.locator(f"#cell-{version.pk}-pii-eu")).to_be_visible()
+    expect(page.locator("#coverage .main-svg").first).to_be_visible()
+    expect(panel.locator("form#cell-approve")).to_be_visible()
+    assert page.evaluate("window.__marker") is None, "a reload of the cell's URL"
+    assert errors == []
+
+
+def usable_counts(page: Page) -> dict:
+    """What the coverage chart draws now: tier → {classification: usable versions} (plotly's own data)."""
+    return page.evaluate(
+        """() => Object.fromEntries(document.querySelector('#coverage .coverage-chart').data.map(
+            trace => [trace.name, Object.fromEntries(trace.x.map((x, i) => [x, trace.y[i]]))]))"""
+    )
+
+
+def test_the_coverage_chart_redraws_after_a_cell_is_approved_and_suspended(
+    page: Page, live_server, alice, bob, matrix
+) -> None:
+    version, pii_eu, _ = matrix
+    MatrixCell.for_pair(version, pii_eu).request(bob, "EU ticket triage")
+    errors: list[str] = []
+    watch(page, errors)
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/compliance/matrix/")
+    expect(page.locator("#coverage .main-svg").first).to_be_visible()
+    assert usable_counts(page)[version.cost_tier]["pii-eu"] == 0
+    page.evaluate("window.__marker = 1")
+    panel = page.locator("#cell-panel")
+
+    page.locator(f"#cell-{version.pk}-pii-eu").get_by_role("link").click()
+    panel.locator("form#cell-approve").get_by_label("Justification").fill("DPA signed.")
+    panel.locator("form#cell-approve").get_by_role("button", name="Approve").click()
+
+    expect(panel.get_by_role("status")).to_have_text("Approved by alice.")
+    page.wait_for_function(
+        "tier => document.querySelector('#coverage .coverage-chart').data"
+        ".find(trace => trace.name === tier).y[0] === 1",
+        arg=version.cost_tier,
+    )
+    assert usable_counts(page)[version.cost_tier]["pii-eu"] == 1
+
+    panel.locator("form#cell-suspend").get_by_label("Reason").fill("Incident 42.")
+    panel.locator("form#cell-suspend").get_by_role("button", name="Suspend").click()
+
+    expect(panel.get_by_role("status")).to_have_text("Suspended by alice.")
+    page.wait_for_function(
+        "tier => document.querySelector('#coverage .coverage-chart').data"
+        ".find(trace => trace.name === tier).y[0] === 0",
+        arg=version.cost_tier,
+    )
+    assert page.evaluate("window.__marker") == 1, "the chart changed without a reload"
+    assert errors == []
