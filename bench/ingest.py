@@ -219,21 +219,53 @@ def measure_ingest(
     the CPU gunicorn (and everything else) used meanwhile and the CPU seconds of its database backends."""
     port = harness.free_port()
     server = harness.gunicorn(bench, env, port, log, READY_PATH, workers=args.workers, worker_class="sync", threads=1)
-    with harness.cpu_use(server.pid) as cpu:
+    with harness.cpu_use(server.pid) as cpu, BackendWatch(env["DATABASE_URL"]) as database:
         elapsed, answers = post_batches(port, token, bodies, args.clients)
     if server.poll() is not None:
         raise BenchError(f"gunicorn died during the run:\n{harness.log_tail(log)}")
-    # The workers keep their connections (CONN_MAX_AGE): their backends' CPU is what ingest cost PostgreSQL.
-    with connect(env["DATABASE_URL"]) as connection:
-        pids = [
-            row[0]
-            for row in connection.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ]
-    database_cpu = backends_cpu(pids)
     harness.stop(server)
-    return elapsed, answers, cpu, database_cpu
+    return elapsed, answers, cpu, database.cpu
+
+
+class BackendWatch:
+    """The CPU seconds the database's backends used while the block ran: their pids read every half
+    second, since a worker's connection is replaced once older than CONN_MAX_AGE (a backend's CPU is
+    known only while it lives; the last half second of one that ended is lost)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: dict[int, float] = {}
+        self.start: dict[int, float] = {}
+        self.done = threading.Event()
+        self.cpu = 0.0
+
+    def sample(self, connection, first: bool = False) -> None:
+        """Each live backend's CPU so far; those alive at the start count from then, later ones from 0."""
+        pids = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        for (pid,) in pids:
+            used = backends_cpu([pid])
+            self.start.setdefault(pid, used if first else 0.0)
+            self.seen[pid] = used
+
+    def watch(self) -> None:
+        with connect(self.url) as connection:
+            connection.autocommit = True
+            self.sample(connection, first=True)
+            while not self.done.wait(0.5):
+                self.sample(connection)
+            self.sample(connection)
+
+    def __enter__(self) -> BackendWatch:
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(30)
+        self.cpu = sum(used - self.start.get(pid, 0.0) for pid, used in self.seen.items())
 
 
 def backends_cpu(pids: list[int]) -> float:
