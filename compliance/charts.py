@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 from registry.models import known_tiers
-from steward.charts import TIER_COLOURS, bar_chart
+from steward.charts import TIER_COLOURS, bar_chart, count_axis
 
 from .matrix import Matrix
 from .models import DataClassification
@@ -26,7 +25,6 @@ def coverage_chart(matrix: Matrix, rows: list, classifications: list[DataClassif
         if verdict.usable
     )
     slugs = [c.slug for c in classifications]
-    most = max(usable.values(), default=0)
     return bar_chart(
         slugs,
         {tier: [usable[(tier, c.pk)] for c in classifications] for tier in tiers},
@@ -35,14 +33,7 @@ def coverage_chart(matrix: Matrix, rows: list, classifications: list[DataClassif
         colours=TIER_COLOURS,
         height=260,
         layout={
-            # Whole numbers only, and a visible axis even when nothing is usable yet.
-            "yaxis": {
-                "title": {"text": "usable versions"},
-                "rangemode": "tozero",
-                "range": [0, max(most, 1) * 1.1],
-                "tick0": 0,
-                "dtick": max(1, math.ceil(most / 6)),
-            },
+            "yaxis": count_axis(max(usable.values(), default=0), "usable versions"),
             "legend": {"orientation": "h", "y": -0.25, "title": {"text": "tier "}},
         },
     )

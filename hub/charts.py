@@ -11,6 +11,7 @@ from steward.charts import STATUS_COLOURS, bar_chart
 
 
 def versions_by_provider_chart() -> str:
+    """Stacked bars: each provider's model versions by lifecycle status."""
     rows = (
         ModelVersion.objects.values("model__provider__name", "status")
         .annotate(n=Count("id"))
@@ -24,4 +25,4 @@ def versions_by_provider_chart() -> str:
         if any(counts[(provider, status.value)] for provider in providers)
     }
     colours = {status.label: STATUS_COLOURS[status.value] for status in Status}
-    return bar_chart(providers, series, "Model versions by provider and status", colours=colours)
+    return bar_chart(providers, series, "Model versions by provider and status", colours=colours, counts=True)

@@ -31,16 +31,21 @@ def provider_concentration(rows: list) -> tuple[list[dict], str]:
                 "values": [share["route_count"] for share in shares],
                 "hole": 0.45,
                 "sort": False,
-                "textinfo": "label+percent",
+                # Shares on the slices, names in the legend: a name inside or beside a slice is
+                # cut off ("Azure OpenA…") when the slice or the chart is small.
+                "textinfo": "percent",
+                "textposition": "inside",
+                "automargin": True,
                 "hovertemplate": "%{label}: %{value} route(s), %{percent}<extra></extra>",
                 "marker": {"colors": PROVIDER_COLOURS[: len(shares)]},
             }
         ],
         {
             "title": {"text": "Routes per provider (primary model)"},
-            "height": 300,
+            "height": 320,
             "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-            "showlegend": False,
+            "showlegend": True,
+            "legend": {"orientation": "h", "y": -0.05, "yanchor": "top"},
         },
     )
     return shares, chart
@@ -65,6 +70,8 @@ def fleet_chart(rows: list[dict]) -> str:
         {version: [counts[(s, version)] for s in sets] for version in versions},
         "Which policy version the fleet runs",
         height=300,
+        counts=True,
+        layout={"yaxis": {"title": {"text": "routers"}}},
     )
 
 
