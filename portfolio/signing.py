@@ -251,7 +251,7 @@ def compile_payload(version: PolicyVersion, issued_at: dt.datetime, expires: dt.
                     "api_key_env": model_version.api_key_env,
                 },
                 "tier": model_version.cost_tier,
-                "context_window": model_version.model.context_window,
+                "context_window": model_version.effective_context_window,
                 "prices": {
                     "input_micro_usd_per_mtok": model_version.input_price_micro_usd,
                     "output_micro_usd_per_mtok": model_version.output_price_micro_usd,

@@ -82,7 +82,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(write_only=True, help_text="The model as provider/model, e.g. mistral/mistral-large.")
     provider = serializers.CharField(source="model.provider.slug", read_only=True)
     model_name = serializers.CharField(source="model.slug", read_only=True)
-    context_window = serializers.IntegerField(source="model.context_window", read_only=True)
+    context_window = serializers.IntegerField(source="effective_context_window", read_only=True)
     proposed_by = serializers.CharField(source="proposed_by.get_username", read_only=True)
 
     class Meta:

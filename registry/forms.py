@@ -10,8 +10,9 @@ from django import forms
 
 from steward.forms import formfield_https_urls
 
+from .evaluation.runs import evaluable_versions, unevaluable_reason
 from .evaluation.suites import MAX_SUITE_BYTES, SuiteFormatError, SuiteLoader
-from .models import Model, ModelVersion, SuiteCategory, known_tiers
+from .models import EDITABLE_PROPOSAL_FIELDS, Model, ModelVersion, SuiteCategory, known_tiers
 
 MICRO = Decimal(1_000_000)
 
@@ -46,10 +47,15 @@ class ProposeVersionForm(forms.ModelForm):
             "provider_model_id",
             "api_key_env",
             "cost_tier",
+            "context_window",
             "notes",
         ]
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
-        labels = {"model": "Model", "api_key_env": "API key environment variable"}
+        labels = {
+            "model": "Model",
+            "api_key_env": "API key environment variable",
+            "context_window": "Context window (tokens)",
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -61,6 +67,10 @@ class ProposeVersionForm(forms.ModelForm):
         self.fields["api_key_env"].widget.attrs["placeholder"] = "e.g. MISTRAL_API_KEY"
         self.fields["base_url"].widget.attrs["placeholder"] = "https://api.example.com/v1"
         self.fields["region"].widget.attrs["placeholder"] = "e.g. eu-west-1"
+        self.fields["context_window"].widget.attrs["placeholder"] = "e.g. 128000"
+        self.fields["context_window"].error_messages["invalid"] = (
+            "Enter the context window as a whole number of tokens."
+        )
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -83,6 +93,28 @@ class ProposeVersionForm(forms.ModelForm):
     def validate_unique(self) -> None:
         # ModelVersion.clean() reports a duplicate with its ref; skip the generic constraint message.
         return
+
+
+class EditProposalForm(ProposeVersionForm):
+    """The proposer's changes to their proposal. The model and version make its ref and stay as they are."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("model", "version"):
+            self.fields[name].disabled = True
+        self.fields[
+            "version"
+        ].help_text = "The ref names the proposal everywhere; to change it, withdraw and propose again."
+        for usd_field, micro in (
+            ("input_price_usd", self.instance.input_price_micro_usd),
+            ("output_price_usd", self.instance.output_price_micro_usd),
+        ):
+            self.initial.setdefault(usd_field, Decimal(micro) / MICRO)
+
+    def edit_fields(self) -> dict:
+        """The validated values, ready for ``ModelVersion.edit_proposal``."""
+        fields = self.proposal_fields()
+        return {name: fields[name] for name in EDITABLE_PROPOSAL_FIELDS}
 
 
 class TransitionForm(forms.Form):
@@ -115,16 +147,33 @@ class CredentialRequestForm(forms.Form):
 # --- evaluations --------------------------------------------------------------------------------
 
 
-class StartRunForm(forms.Form):
-    """Which model version a suite runs against. Every version is listed, with its status; the runner
-    refuses, with its reason, those that cannot be evaluated (retired, rejected)."""
+class EvaluableVersionField(forms.ModelChoiceField):
+    """Offers the versions an evaluation makes sense for; any other version is refused with the reason."""
 
-    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Model version")
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:
+            other = ModelVersion.objects.with_related().filter(pk=value).first() if str(value).isdigit() else None
+            if other is not None and (reason := unevaluable_reason(other)):
+                raise forms.ValidationError(reason, code="invalid_choice") from None
+            raise
+
+
+class StartRunForm(forms.Form):
+    """Which model version a suite runs against: only those an evaluation makes sense for (not rejected,
+    withdrawn or retired; a chat model behind an endpoint Steward can call), each with its status."""
+
+    model_version = EvaluableVersionField(
+        queryset=ModelVersion.objects.none(),
+        label="Model version",
+        error_messages={"invalid_choice": "No model version with that id in the registry."},
+    )
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["model_version"]
-        field.queryset = ModelVersion.objects.with_related().order_by("ref")
+        field.queryset = evaluable_versions().with_related().order_by("ref")
         field.label_from_instance = lambda v: f"{v.ref} ({v.get_status_display().lower()})"
 
 

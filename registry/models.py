@@ -169,16 +169,19 @@ class Status(models.TextChoices):
     RESTRICTED = "restricted", "Restricted"
     DEPRECATED = "deprecated", "Deprecated"
     RETIRED = "retired", "Retired"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
 
-# The lifecycle: which status may follow which. Restriction can be lifted (back to approved).
+# The lifecycle: which status may follow which. Restriction can be lifted (back to approved). Officers
+# make every move but one: the proposer withdraws their own proposal (``ModelVersion.withdraw``).
 TRANSITIONS: dict[str, set[str]] = {
-    Status.PROPOSED: {Status.APPROVED, Status.REJECTED},
+    Status.PROPOSED: {Status.APPROVED, Status.REJECTED, Status.WITHDRAWN},
     Status.APPROVED: {Status.RESTRICTED, Status.DEPRECATED},
     Status.RESTRICTED: {Status.APPROVED, Status.DEPRECATED},
     Status.DEPRECATED: {Status.RETIRED},
     Status.REJECTED: set(),
     Status.RETIRED: set(),
+    Status.WITHDRAWN: set(),
 }
 
 # The verb a person uses for each target status (buttons, API actions, messages).
@@ -219,7 +222,10 @@ SIGNED_FIELDS = (
     "input_price_micro_usd",
     "output_price_micro_usd",
     "cost_tier",
+    "context_window",
 )
+# What the proposer may change while the version is proposed: everything but what makes its ref.
+EDITABLE_PROPOSAL_FIELDS = (*SIGNED_FIELDS, "notes")
 
 
 class ModelVersionQuerySet(models.QuerySet):
@@ -265,6 +271,12 @@ class ModelVersion(models.Model):
     cost_tier = models.CharField(
         max_length=30, default="medium", validators=[slug_validator], help_text="small, medium, large …"
     )
+    context_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1, "A context window is at least 1 token.")],
+        help_text="Maximum tokens of input plus output for this version; empty means the model's.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PROPOSED, editable=False)
     status_changed_at = models.DateTimeField(default=timezone.now, editable=False)
     latency_p50_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
@@ -305,6 +317,11 @@ class ModelVersion(models.Model):
     @property
     def provider(self) -> Provider:
         return self.model.provider
+
+    @property
+    def effective_context_window(self) -> int:
+        """The version's own context window, or its model's when the proposal left it empty."""
+        return self.context_window or self.model.context_window
 
     def price_micro_usd(self, input_tokens: int, output_tokens: int) -> int:
         """What ``input_tokens`` in and ``output_tokens`` out cost on this version, in micro-USD.
@@ -368,6 +385,98 @@ class ModelVersion(models.Model):
 
                 transaction.on_commit(lambda: start_runs_for_proposal(version))
         return version
+
+    def edit_proposal(self, by, **fields) -> None:
+        """Change ``by``'s own proposal while it is proposed: any of ``EDITABLE_PROPOSAL_FIELDS``.
+
+        Nobody else may edit it, and once an officer has decided it (or it was withdrawn) it is final.
+        Validated like a proposal and recorded (history, audit event with before and after) in one
+        transaction; with STEWARD_EVALUATE_ON_PROPOSAL the suites run again when an endpoint or price
+        field changed, since earlier runs measured what the proposal no longer says.
+        """
+        unknown = set(fields) - set(EDITABLE_PROPOSAL_FIELDS)
+        if unknown:
+            raise ValidationError({name: ["This field cannot be edited on a proposal."] for name in sorted(unknown)})
+        with transaction.atomic():
+            current = self._locked_own_proposal(by, "edit")
+            before = audit.snapshot(current, list(EDITABLE_PROPOSAL_FIELDS))
+            for name, value in fields.items():
+                setattr(current, name, value)
+            current.full_clean(exclude=["ref"], validate_constraints=False)
+            after = audit.snapshot(current, list(EDITABLE_PROPOSAL_FIELDS))
+            changed = [name for name in EDITABLE_PROPOSAL_FIELDS if before[name] != after[name]]
+            if not changed:
+                raise ValidationError({"__all__": ["Nothing changed: the proposal already says all of this."]})
+            current._history_user = by
+            current._change_reason = f"edit: {', '.join(changed)}"
+            current.save(update_fields=changed)
+            audit.record(
+                "model_version.edit",
+                actor=by,
+                obj=current,
+                before={name: before[name] for name in changed},
+                after={name: after[name] for name in changed},
+                comment=f"changed {', '.join(changed)}",
+            )
+            if settings.STEWARD_EVALUATE_ON_PROPOSAL and set(changed) & set(SIGNED_FIELDS):
+                from .evaluation.runs import start_runs_for_proposal
+
+                transaction.on_commit(lambda: start_runs_for_proposal(current))
+        for name in EDITABLE_PROPOSAL_FIELDS:
+            setattr(self, name, getattr(current, name))
+
+    def withdraw(self, by, comment: str) -> VersionTransition:
+        """``by`` takes back their own proposal before an officer decides it; final, like a rejection."""
+        comment = (comment or "").strip()
+        if not comment:
+            raise ValidationError({"comment": ["A comment is required to withdraw a proposal."]})
+        with transaction.atomic():
+            current = self._locked_own_proposal(by, "withdraw")
+            current.status = Status.WITHDRAWN
+            current.status_changed_at = timezone.now()
+            current._change_reason = f"withdraw: {comment}"
+            current._history_user = by
+            current.save(update_fields=["status", "status_changed_at"])
+            step = VersionTransition.objects.create(
+                version=current,
+                action="withdraw",
+                from_status=Status.PROPOSED,
+                to_status=Status.WITHDRAWN,
+                actor=by,
+                comment=comment,
+            )
+            audit.record(
+                "model_version.withdraw",
+                actor=by,
+                obj=current,
+                before={"status": Status.PROPOSED},
+                after={"status": Status.WITHDRAWN},
+                comment=comment,
+            )
+        self.status = current.status
+        self.status_changed_at = current.status_changed_at
+        return step
+
+    def is_open_proposal_of(self, user) -> bool:
+        """Whether ``user`` may still edit or withdraw this version: it is their proposal, undecided."""
+        return self.status == Status.PROPOSED and self.proposed_by_id == user.pk and user.has_perm(PROPOSE_VERSIONS)
+
+    def _locked_own_proposal(self, by, action: str) -> ModelVersion:
+        """This version, locked for the rest of the transaction, when ``by`` may ``action`` it (else raise)."""
+        current = ModelVersion.objects.select_for_update().select_related("model__provider").get(pk=self.pk)
+        if current.proposed_by_id != by.pk or not by.has_perm(PROPOSE_VERSIONS):
+            proposer = current.proposed_by.get_username()
+            raise PermissionDenied(f"Only {proposer}, who proposed {current.ref}, can {action} it.")
+        if current.status != Status.PROPOSED:
+            raise ValidationError(
+                {
+                    "status": [
+                        f"Cannot {action} {current.ref}: it is {current.get_status_display().lower()}, and only a "
+                        "proposal that awaits a decision can be edited or withdrawn."
+                    ]
+                }
+            )
+        return current
 
     def allowed_actions(self) -> list[str]:
         return [action for action, target in ACTIONS.items() if target in TRANSITIONS[self.status]]

@@ -19,13 +19,14 @@ from steward.roles import PROPOSE_VERSIONS, REVIEW_VERSIONS
 from .charts import version_figures
 from .evaluation.endpoints import BoundKey, CredentialRefused, bind_key
 from .filters import ModelVersionFilter
-from .forms import CredentialRequestForm, ProposeVersionForm, TransitionForm
+from .forms import CredentialRequestForm, EditProposalForm, ProposeVersionForm, TransitionForm
 from .models import (
     ACTIONS,
     REQUEST_CREDENTIALS,
     REVIEW_CREDENTIALS,
     EndpointCredential,
     ModelVersion,
+    Status,
 )
 
 PAGE_SIZE = 25
@@ -53,9 +54,13 @@ def key_binding(version: ModelVersion) -> str:
     return ""
 
 
-def _detail_context(version: ModelVersion, form: TransitionForm | None = None) -> dict:
+def _detail_context(
+    version: ModelVersion, user, form: TransitionForm | None = None, withdraw_form: TransitionForm | None = None
+) -> dict:
     return {
         "version": version,
+        "is_open_proposal": version.is_open_proposal_of(user),
+        "withdraw_form": withdraw_form or TransitionForm(prefix="withdraw"),
         "key_refusal": key_binding(version),
         "transitions": version.transitions.select_related("actor"),
         "history": history_rows(version),
@@ -68,7 +73,7 @@ def _detail_context(version: ModelVersion, form: TransitionForm | None = None) -
 @permission_required("registry.view_modelversion", raise_exception=True)
 def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion.objects.with_related(), pk=pk)
-    return render(request, "registry/version_detail.html", _detail_context(version))
+    return render(request, "registry/version_detail.html", _detail_context(version, request.user))
 
 
 @require_POST
@@ -84,7 +89,7 @@ def version_transition(request: HttpRequest, pk: int, action: str) -> HttpRespon
     ):
         messages.success(request, f"{version.ref} is now {version.get_status_display().lower()}.")
         return redirect(version)
-    return render(request, "registry/version_detail.html", _detail_context(version, form), status=400)
+    return render(request, "registry/version_detail.html", _detail_context(version, request.user, form), status=400)
 
 
 @permission_required(PROPOSE_VERSIONS, raise_exception=True)
@@ -100,6 +105,43 @@ def propose_version(request: HttpRequest) -> HttpResponse:
             return redirect(version)
     status = 400 if request.method == "POST" else 200
     return render(request, "registry/propose.html", {"form": form}, status=status)
+
+
+@permission_required(PROPOSE_VERSIONS, raise_exception=True)
+def edit_proposal(request: HttpRequest, pk: int) -> HttpResponse:
+    """The proposer changes their proposal while it awaits a decision; nobody else can."""
+    version = get_object_or_404(ModelVersion.objects.with_related(), pk=pk)
+    if version.proposed_by_id != request.user.pk:
+        raise PermissionDenied(f"Only {version.proposed_by}, who proposed {version.ref}, can edit it.")
+    if version.status != Status.PROPOSED:
+        refusal = f"{version.ref} is {version.get_status_display().lower()}; only a proposal can be edited."
+        return render(request, "registry/propose.html", {"version": version, "refusal": refusal}, status=400)
+    form = EditProposalForm(request.POST or None, instance=version)
+    if request.method == "POST" and form.is_valid():
+        try:
+            version.edit_proposal(request.user, **form.edit_fields())
+        except ValidationError as error:
+            add_model_errors(form, error)
+        else:
+            messages.success(request, f"{version.ref} updated; it still awaits an officer's approval.")
+            return redirect(version)
+    status = 400 if form.errors else 200
+    return render(request, "registry/propose.html", {"form": form, "version": version}, status=status)
+
+
+@require_POST
+@permission_required(PROPOSE_VERSIONS, raise_exception=True)
+def withdraw_proposal(request: HttpRequest, pk: int) -> HttpResponse:
+    """The proposer takes their proposal back before an officer decides it (the page asks first)."""
+    version = get_object_or_404(ModelVersion.objects.with_related(), pk=pk)
+    if version.proposed_by_id != request.user.pk:
+        raise PermissionDenied(f"Only {version.proposed_by}, who proposed {version.ref}, can withdraw it.")
+    form = TransitionForm(request.POST, prefix="withdraw")
+    if form.is_valid() and refusals_on(form, lambda: version.withdraw(request.user, form.cleaned_data["comment"])):
+        messages.success(request, f"{version.ref} withdrawn; officers no longer see it.")
+        return redirect(version)
+    context = _detail_context(version, request.user, withdraw_form=form)
+    return render(request, "registry/version_detail.html", context, status=400)
 
 
 # --- endpoint credentials -----------------------------------------------------------------------

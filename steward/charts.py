@@ -19,6 +19,7 @@ STATUS_COLOURS = {
     "restricted": "#bc4c00",
     "deprecated": "#8c959f",
     "retired": "#57606a",
+    "withdrawn": "#afb8c1",
 }
 
 TIER_COLOURS = {"small": "#54aeff", "medium": "#0969da", "large": "#0a3069"}

@@ -18,7 +18,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from audits import events as audit
@@ -31,6 +31,7 @@ from ..models import (
     EvaluationCase,
     EvaluationRun,
     EvaluationSuite,
+    Modality,
     ModelVersion,
     RunStatus,
     RunTrigger,
@@ -57,26 +58,41 @@ CHUNK_ROUNDS = 16
 FLUSH_EVERY_SECONDS = 0.5
 MAX_RESUMES = 1
 RUNNABLE_STATUSES = (Status.PROPOSED, Status.APPROVED, Status.RESTRICTED, Status.DEPRECATED)
+# Suites send chat prompts: models that answer them with text. Embedding and image models do not.
+RUNNABLE_MODALITIES = (Modality.TEXT, Modality.MULTIMODAL, Modality.AUDIO)
 
 
 # --- starting -----------------------------------------------------------------------------------
 
 
-def check_runnable(suite: EvaluationSuite, version: ModelVersion) -> None:
-    """Refuse, with a clear reason, a run that cannot give a meaningful answer."""
+def unevaluable_reason(version: ModelVersion) -> str:
+    """Why no run of any suite makes sense for ``version`` ("" when one does)."""
     if version.status not in RUNNABLE_STATUSES:
-        raise ValidationError(
-            {"model_version": [f"{version.ref} is {version.get_status_display().lower()}; it cannot be evaluated."]}
+        return f"{version.ref} is {version.get_status_display().lower()}; it cannot be evaluated."
+    if version.model.modality not in RUNNABLE_MODALITIES:
+        return (
+            f"{version.ref} is a {version.model.get_modality_display().lower()} model; suites send chat prompts, "
+            "which it does not answer."
         )
     if version.endpoint_kind not in CLIENTS:
-        raise ValidationError(
-            {
-                "model_version": [
-                    f"{version.ref} uses endpoint kind {version.endpoint_kind!r}, which Steward cannot "
-                    f"call yet (supported: {', '.join(CLIENTS)})."
-                ]
-            }
+        return (
+            f"{version.ref} uses endpoint kind {version.endpoint_kind!r}, which Steward cannot call yet "
+            f"(supported: {', '.join(CLIENTS)})."
         )
+    return ""
+
+
+def evaluable_versions() -> QuerySet[ModelVersion]:
+    """The versions a run makes sense for: those ``unevaluable_reason`` has nothing against."""
+    return ModelVersion.objects.filter(
+        status__in=RUNNABLE_STATUSES, model__modality__in=RUNNABLE_MODALITIES, endpoint_kind__in=list(CLIENTS)
+    )
+
+
+def check_runnable(suite: EvaluationSuite, version: ModelVersion) -> None:
+    """Refuse, with a clear reason, a run that cannot give a meaningful answer."""
+    if reason := unevaluable_reason(version):
+        raise ValidationError({"model_version": [reason]})
     if not suite.cases.exists():
         raise ValidationError({"suite": [f"{suite.name} has no cases."]})
     uses_judge = suite.scorer == scorers.JUDGE or suite.cases.filter(scorer=scorers.JUDGE).exists()

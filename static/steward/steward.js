@@ -32,8 +32,39 @@
     }
   }, true);
 
+  // A search box over a long select: options that do not contain every typed word are hidden, and
+  // the selection moves to the first match. Without this script the select works as it is.
+  function filterSelect(input) {
+    var select = document.getElementById(input.dataset.filters);
+    if (!select) return;
+    var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    var first = null;
+    var shown = 0;
+    Array.prototype.forEach.call(select.options, function (option) {
+      var text = option.text.toLowerCase();
+      var match = option.value !== "" && words.every(function (word) { return text.indexOf(word) !== -1; });
+      option.hidden = !match && option.value !== "";
+      if (match) { shown += 1; if (!first) first = option; }
+    });
+    if (first && (select.selectedIndex < 0 || select.options[select.selectedIndex].hidden || !select.value)) {
+      select.value = first.value;
+    }
+    var count = document.getElementById("version-count");
+    if (count && words.length) count.textContent = shown + " matching version" + (shown === 1 ? "" : "s") + ".";
+  }
+
+  function enableSelectFilters(root) {
+    root.querySelectorAll("input[data-filters]").forEach(function (input) {
+      input.hidden = false;
+      var label = root.querySelector("label[for='" + input.id + "']");
+      if (label) label.hidden = false;
+      input.addEventListener("input", function () { filterSelect(input); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     loadPlotly(function () { drawFigures(document); });
+    enableSelectFilters(document);
   });
   document.addEventListener("htmx:afterSwap", function (event) {
     loadPlotly(function () { drawFigures(event.target); });
