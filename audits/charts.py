@@ -1,19 +1,23 @@
 """Charts of decision records: volume and cost per day by tier, provider or model, escalation rate
-by task, violations per day by kind. Every figure is aggregated in the database (``TruncDay`` +
-``values`` + ``annotate``), so a chart costs one query whatever the number of rows.
+by task, violations found per day by kind.
+
+The decision charts read the hourly rollups (``DecisionRollup``), never the records: each figure is
+one query summing at most a group's hours per day in the database (``TruncDay`` + ``values`` +
+``annotate``), whatever the number of records. The violations chart reads the violations by when
+they were found (their own columns, no join to the records).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDay
 
 from registry.models import known_tiers
 from steward.charts import TIER_COLOURS, bar_chart, figure_json
 
-from .models import DecisionRecord, Violation, ViolationKind
+from .models import DecisionRollup, Violation, ViolationKind
 
 # By what the daily bars are stacked; the default shows dependence on one provider at a glance.
 GROUPINGS = {"provider": "provider", "tier": "tier", "model": "model"}
@@ -41,14 +45,24 @@ def _daily(rows: list[dict], group: str, measure: str, order: list[str]) -> tupl
     return [day.date().isoformat() for day in days], {name: series[name] for name in order if name in series}
 
 
-def decision_charts(decisions: QuerySet[DecisionRecord], grouping: str, violations: QuerySet[Violation]) -> dict:
-    """The explorer's four figures as plotly JSON: decisions and cost per day, stacked by ``grouping``;
-    escalation rate by task; violations per day by kind."""
+def decision_charts(rollups: QuerySet[DecisionRollup], grouping: str, violations: QuerySet[Violation] | None) -> dict:
+    """The explorer's figures as plotly JSON: decisions and cost per day, stacked by ``grouping``;
+    escalation rate by task (from ``rollups``); violations found per day by kind (from ``violations``,
+    not drawn when None)."""
+    return {
+        **daily_charts(rollups, grouping),
+        "escalation": escalation_chart(rollups),
+        "violations": violations_chart(violations) if violations is not None else None,
+    }
+
+
+def daily_charts(rollups: QuerySet[DecisionRollup], grouping: str) -> dict:
+    """Decisions and cost per day stacked by ``grouping`` (one query), and whether there were none."""
     group = GROUPINGS.get(grouping, GROUPINGS[DEFAULT_GROUPING])
     rows = list(
-        decisions.annotate(day=TruncDay("occurred_at"))
+        rollups.annotate(day=TruncDay("hour"))
         .values("day", group)
-        .annotate(n=Count("pk"), cost=Sum("cost_micro_usd"))
+        .annotate(n=Sum("requests"), cost=Sum("cost_micro_usd"))
         .order_by("day", group)
     )
     totals: dict[str, int] = defaultdict(int)
@@ -74,7 +88,7 @@ def decision_charts(decisions: QuerySet[DecisionRecord], grouping: str, violatio
         # Model refs are long: their legend takes a line each, so the chart grows to keep its bars readable.
         height += 18 * len(order)
         layout["legend"] = {"orientation": "h", "y": -0.12, "traceorder": "normal", "font": {"size": 11}}
-    figures = {
+    return {
         "decisions": bar_chart(
             days,
             counts,
@@ -91,15 +105,12 @@ def decision_charts(decisions: QuerySet[DecisionRecord], grouping: str, violatio
             height=height,
             layout={**layout, "yaxis": {"title": {"text": "USD"}, "tickprefix": "$", "rangemode": "tozero"}},
         ),
-        "escalation": _escalation_chart(decisions),
-        "violations": _violations_chart(violations),
         "empty": not rows,
     }
-    return figures
 
 
-def _escalation_chart(decisions: QuerySet[DecisionRecord]) -> str:
-    rows = decisions.order_by().values("task").annotate(n=Count("pk"), escalated=Count("pk", filter=Q(escalated=True)))
+def escalation_chart(rollups: QuerySet[DecisionRollup]) -> str:
+    rows = rollups.order_by().values("task").annotate(n=Sum("requests"), escalated=Sum("escalations"))
     # Basis points, as the policy's caps are written; shown as percent. Highest at the top.
     rates = sorted(
         ((row["task"], row["escalated"] * 10_000 // row["n"], row["n"]) for row in rows if row["n"]),
@@ -129,17 +140,20 @@ def _escalation_chart(decisions: QuerySet[DecisionRecord]) -> str:
     )
 
 
-def _violations_chart(violations: QuerySet[Violation]) -> str:
-    """Violations per day by kind; ``violations`` carry their time as ``at`` (see ``violations_for``)."""
+def violations_chart(violations: QuerySet[Violation]) -> str:
+    """Violations found per day by kind (see ``filters.violations_for``)."""
     rows = list(
-        violations.annotate(day=TruncDay("at")).values("day", "kind").annotate(n=Count("pk")).order_by("day", "kind")
+        violations.annotate(day=TruncDay("detected_at"))
+        .values("day", "kind")
+        .annotate(n=Count("pk"))
+        .order_by("day", "kind")
     )
     days, series = _daily(rows, "kind", "n", list(ViolationKind.values))
     labels = dict(ViolationKind.choices)
     return bar_chart(
         days,
         {labels[kind]: values for kind, values in series.items()},
-        "Violations per day by kind",
+        "Violations found per day by kind",
         colours={labels[kind]: colour for kind, colour in KIND_COLOURS.items()},
         height=HEIGHT,
         layout={**DAY_AXIS, "yaxis": {"title": {"text": "violations"}, "rangemode": "tozero"}},

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from compliance.models import DataClassification, StorageRule
@@ -24,7 +25,7 @@ from portfolio.models import PolicyVersion, Router
 from . import rollups
 from .events import record as audit_record
 from .judging import PolicyBook
-from .models import DecisionRecord, Violation, ViolationKind
+from .models import DecisionRecord, DecisionRollup, Violation, ViolationKind
 from .records import check_records
 
 MAX_BATCH = 1000
@@ -160,24 +161,7 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
         ]
         Violation.objects.bulk_create(violations, batch_size=500)
         rollups.add_batch(
-            {
-                "occurred_at": d.occurred_at,
-                "policy_set": d.policy_set,
-                "task": d.task,
-                "classification": d.classification,
-                "model": d.model,
-                "provider": d.provider,
-                "tier": d.tier,
-                "latency_ms": d.latency_ms,
-                "cost_micro_usd": d.cost_micro_usd,
-                "input_tokens": d.input_tokens,
-                "output_tokens": d.output_tokens,
-                "fallback_used": d.fallback_used,
-                "escalated": d.escalated,
-                "has_violation": d.has_violation,
-            }
-            for d in decisions
-            if d.request_id in stored
+            {name: getattr(d, name) for name in rollups.ROW_FIELDS} for d in decisions if d.request_id in stored
         )
     result.accepted += len(stored)
     result.duplicates += duplicates
@@ -226,19 +210,25 @@ ESCALATION_MIN_DECISIONS = 20
 
 
 def check_escalation_rates(now: dt.datetime | None = None, window: dt.timedelta = ESCALATION_WINDOW) -> int:
-    """Record a violation for each route whose escalation rate over the window exceeds its cap."""
+    """Record a violation for each route whose escalation rate over the window exceeds its cap.
+
+    Read from the hourly rollups, never the records: the window is widened to whole hours, from the
+    top of the hour ``window`` before ``now`` to ``now`` (the current hour's rollup holds its records
+    so far). The rollups are grouped by policy version, so each version's decisions are counted under
+    the route of that version, and a route's figures over the versions in use are held to the
+    tightest of their caps.
+    """
     now = now or timezone.now()
-    start = now - window
-    counts: dict[tuple[str, str, str, int], list[int]] = defaultdict(lambda: [0, 0])
-    rows = (
-        DecisionRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=now)
-        .values_list("policy_set", "task", "classification", "policy_version", "escalated")
-        .iterator(chunk_size=5000)
-    )
-    for policy_set, task, classification, version, escalated in rows:
-        bucket = counts[(policy_set, task, classification, version)]
-        bucket[0] += 1
-        bucket[1] += escalated
+    start = rollups.hour_of(now - window)
+    counts = {
+        (policy_set, task, classification, version): (total, escalated)
+        for policy_set, task, classification, version, total, escalated in DecisionRollup.objects.filter(
+            hour__gte=start, hour__lte=now
+        )
+        .values_list("policy_set", "task", "classification", "policy_version")
+        .annotate(total=Sum("requests"), escalated=Sum("escalations"))
+        .order_by()
+    }
     versions = {
         (v.policy_set.slug, v.number): v
         for v in PolicyVersion.objects.select_related("policy_set").filter(
@@ -277,8 +267,8 @@ def check_escalation_rates(now: dt.datetime | None = None, window: dt.timedelta 
             task=task,
             classification=classification,
             detail=(
-                f"{task} / {classification} escalated {escalated} of {total} decisions ({rate} bp) over "
-                f"{window}, above the cap of {cap} bp"
+                f"{task} / {classification} escalated {escalated} of {total} decisions ({rate} bp) from "
+                f"{start:%Y-%m-%d %H:%M} to {now:%H:%M} UTC, above the cap of {cap} bp"
             ),
             window_start=start,
             window_end=now,

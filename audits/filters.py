@@ -12,14 +12,13 @@ import datetime as dt
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, QuerySet
 
 from compliance.models import DataClassification
 from portfolio.models import PolicySet, Router, Task
 from registry.models import ModelVersion
 
-from .models import AuditEvent, DecisionRecord, Violation, ViolationKind
+from .models import AuditEvent, DecisionRecord, DecisionRollup, Violation, ViolationKind
 
 SYSTEM = "(system)"  # the person filter's value for events nobody signed in caused
 
@@ -153,32 +152,69 @@ class ViolationFilter(django_filters.FilterSet):
         fields = ["kind", "policy_set", "since", "until"]
 
 
-def violations_for(decisions: DecisionFilter) -> QuerySet[Violation]:
-    """The violations behind a decision filter, for the violations chart, each with its time ``at``:
-    when its decision occurred, or, for a route's escalation rate, when it was found.
+# Filters of the explorer the rollups do not carry, by label: they are not among a rollup's group.
+NOT_IN_ROLLUPS = {"router": "router", "violation": "violation kind"}
+ROLLUP_FIELDS = ("policy_set", "task", "classification", "model", "policy_version")
 
-    Escalation-rate violations belong to a route, not to a decision: the filters on fields a
-    violation has itself (time, policy set, task, classification) apply to them; the ones only
-    a decision has (model, router, policy version) keep just the decisions' violations.
+
+def _cleaned(decisions: DecisionFilter) -> dict | None:
+    """The filter's values, or None when they do not hold (the page shows the errors, and no rows)."""
+    if not decisions.is_bound:
+        return {}
+    return decisions.form.cleaned_data if decisions.is_valid() else None
+
+
+def rollups_for(decisions: DecisionFilter) -> tuple[QuerySet[DecisionRollup], list[str]]:
+    """The hourly rollups holding exactly the decisions of the filter, and the labels of the filters
+    they cannot answer (a router, a violation kind): with any of those, the rollups hold more.
+
+    The time filters are whole UTC days, so whole hours of rollups; every other filter but those two is
+    a field of the rollup's group.
     """
-    data = decisions.form.cleaned_data if decisions.is_bound and decisions.is_valid() else {}
-    violations = Violation.objects.annotate(at=Coalesce("decision__occurred_at", "detected_at"))
+    data = _cleaned(decisions)
+    if data is None:
+        return DecisionRollup.objects.none(), []
+    rollups = DecisionRollup.objects.all()
     if data.get("since"):
-        violations = violations.filter(at__gte=day_start(data["since"]))
+        rollups = rollups.filter(hour__gte=day_start(data["since"]))
     if data.get("until"):
-        violations = violations.filter(at__lt=day_start(data["until"] + dt.timedelta(days=1)))
+        rollups = rollups.filter(hour__lt=day_start(data["until"] + dt.timedelta(days=1)))
+    for field in ROLLUP_FIELDS:
+        if data.get(field) not in (None, ""):
+            rollups = rollups.filter(**{field: data[field]})
+    unanswered = []
+    if data.get("violation") in ("yes", "no"):
+        rollups = rollups.filter(has_violation=data["violation"] == "yes")
+    elif data.get("violation"):
+        unanswered.append(NOT_IN_ROLLUPS["violation"])
+    if data.get("router"):
+        unanswered.append(NOT_IN_ROLLUPS["router"])
+    return rollups, unanswered
+
+
+def violations_for(decisions: DecisionFilter) -> QuerySet[Violation] | None:
+    """The violations behind a decision filter, for the violations chart, by when they were found;
+    None when the filter names what a violation does not record (a model, router or policy version).
+
+    Only the violations' own columns are read (time found, policy set, task, classification, kind),
+    never the decision records: escalation-rate violations belong to a route, not to a decision, and a
+    decision's violations are found when it is received.
+    """
+    data = _cleaned(decisions)
+    if data is None:
+        return Violation.objects.none()
+    if any(data.get(field) not in (None, "") for field in ("model", "router", "policy_version")):
+        return None
+    if data.get("violation") == "no":
+        return Violation.objects.none()
+    violations = Violation.objects.all()
+    if data.get("since"):
+        violations = violations.filter(detected_at__gte=day_start(data["since"]))
+    if data.get("until"):
+        violations = violations.filter(detected_at__lt=day_start(data["until"] + dt.timedelta(days=1)))
     for field in ("policy_set", "task", "classification"):
         if data.get(field):
             violations = violations.filter(**{field: data[field]})
-    decision_only = Q()
-    if data.get("model"):
-        decision_only &= Q(decision__model=data["model"])
-    if data.get("router"):
-        decision_only &= Q(decision__router=data["router"])
-    if data.get("policy_version"):
-        decision_only &= Q(decision__policy_version=data["policy_version"])
-    if data.get("violation") == "no":
-        return violations.none()
     if data.get("violation") in ViolationKind.values:
         violations = violations.filter(kind=data["violation"])
-    return violations.filter(decision_only) if decision_only else violations
+    return violations

@@ -210,7 +210,8 @@ class Violation(models.Model):
 
 
 class DecisionRollup(models.Model):
-    """Hourly sums of decision records per group, kept at ingest; charts and impact read these."""
+    """Hourly sums of decision records per group (``audits.rollups.GROUP``), kept at ingest; every chart
+    and total about decisions reads these, and so does the change-impact preview."""
 
     hour = models.DateTimeField()
     policy_set = models.CharField(max_length=40)
@@ -219,6 +220,8 @@ class DecisionRollup(models.Model):
     model = models.CharField(max_length=200)
     provider = models.CharField(max_length=50, blank=True)
     tier = models.CharField(max_length=30, blank=True)
+    policy_version = models.PositiveIntegerField(default=0)
+    has_violation = models.BooleanField(default=False)
     requests = models.BigIntegerField(default=0)
     cost_micro_usd = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
@@ -231,7 +234,17 @@ class DecisionRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "policy_set", "task", "classification", "model", "provider", "tier"],
+                fields=[
+                    "hour",
+                    "policy_set",
+                    "task",
+                    "classification",
+                    "model",
+                    "provider",
+                    "tier",
+                    "policy_version",
+                    "has_violation",
+                ],
                 name="decision_rollup_group_hour",
             )
         ]

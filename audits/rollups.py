@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from audits.models import DecisionRollup
+from audits.models import DecisionRecord, DecisionRollup
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -23,7 +23,12 @@ _LOG_GAMMA = math.log(GAMMA)
 # Bucket 0 holds 0 ms; buckets 1..MAX_INDEX cover 1 ms to a little over a day; longer latencies clamp.
 MAX_INDEX = math.ceil(math.log(86_400_000) / _LOG_GAMMA) + 2
 
-GROUP = ("policy_set", "task", "classification", "model", "provider", "tier")
+# A record's group: what the explorer filters by, and the policy version (the escalation-rate check
+# judges each version's routes by their own caps; a set publishes a few versions a month, so an hour
+# has one or two) and whether the record broke a rule (the explorer's "violations: yes / no").
+GROUP = ("policy_set", "task", "classification", "model", "provider", "tier", "policy_version", "has_violation")
+TEXT_GROUP = GROUP[:6]
+GROUP_TYPES = ("text",) * len(TEXT_GROUP) + ("integer", "boolean")  # PostgreSQL's, for the upsert
 SUMS = ("requests", "cost_micro_usd", "input_tokens", "output_tokens", "fallbacks", "escalations", "violations")
 
 
@@ -107,7 +112,12 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
     """
     groups: dict[tuple, dict] = {}
     for row in rows:
-        key = (hour_of(row["occurred_at"]), *(row.get(name) or "" for name in GROUP))
+        key = (
+            hour_of(row["occurred_at"]),
+            *(row.get(name) or "" for name in TEXT_GROUP),
+            row["policy_version"],
+            bool(row["has_violation"]),
+        )
         entry = groups.get(key)
         if entry is None:
             entry = groups[key] = {name: 0 for name in SUMS} | {"latency": {}}
@@ -153,7 +163,7 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
 def _upsert(table: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
     """The groups' sums added to their rows of ``table`` in one statement, rows taken in ``keys`` order."""
     columns = ("hour", *GROUP, *SUMS, "latency")
-    types = ("timestamptz", *["text"] * len(GROUP), *["bigint"] * len(SUMS), "jsonb")
+    types = ("timestamptz", *GROUP_TYPES, *["bigint"] * len(SUMS), "jsonb")
     arrays = [
         [key[0] for key in keys],
         *([key[position] for key in keys] for position in range(1, 1 + len(GROUP))),
@@ -172,6 +182,55 @@ def _upsert(table: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
             " FROM (SELECT * FROM jsonb_each_text(rollup.latency) UNION ALL"
             " SELECT * FROM jsonb_each_text(excluded.latency)) AS counts (bucket, n) GROUP BY bucket) AS sums)",
             arrays,
+        )
+
+
+# The fields of a decision record that its rollup reads.
+ROW_FIELDS = ("occurred_at", *GROUP, "latency_ms", "cost_micro_usd", "input_tokens", "output_tokens")
+ROW_FIELDS += ("fallback_used", "escalated")
+
+
+def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup) -> None:
+    """Replace every rollup by those of the stored records (a migration passes its historical models).
+
+    On PostgreSQL one ``INSERT … SELECT … GROUP BY``: records per hour, group and latency bucket (the
+    bucket by ``bucket``'s formula, in the same double precision), then those summed per hour and
+    group with the buckets gathered into the sketch. Elsewhere ``add_batch``'s path, in chunks.
+    """
+    rollup_model.objects.all().delete()
+    if connection.vendor != "postgresql":
+        batch: list[dict] = []
+        for row in decision_model.objects.order_by("pk").values(*ROW_FIELDS).iterator(chunk_size=5000):
+            batch.append(row)
+            if len(batch) >= 5000:
+                _add(rollup_model, batch)
+                batch = []
+        _add(rollup_model, batch)
+        return
+    group = ", ".join(GROUP)
+    positions = ", ".join(str(n) for n in range(2, 3 + len(GROUP)))
+    bucket_sql = (
+        f"CASE WHEN latency_ms <= 0 THEN 0 ELSE LEAST({MAX_INDEX}, GREATEST(1,"
+        " CEIL(LN(latency_ms::float8) / %s)::int + 1)) END"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {rollup_model._meta.db_table} (hour, {group}, {", ".join(SUMS)}, latency)
+            SELECT hour, {group}, {", ".join(f"SUM({name})" for name in SUMS)}, jsonb_object_agg(bucket::text, requests)
+            FROM (
+                SELECT date_trunc('hour', occurred_at, 'UTC') AS hour, {group}, {bucket_sql} AS bucket,
+                       COUNT(*) AS requests, SUM(cost_micro_usd) AS cost_micro_usd,
+                       SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+                       COUNT(*) FILTER (WHERE fallback_used) AS fallbacks,
+                       COUNT(*) FILTER (WHERE escalated) AS escalations,
+                       COUNT(*) FILTER (WHERE has_violation) AS violations
+                FROM {decision_model._meta.db_table}
+                GROUP BY 1, {positions}
+            ) AS buckets
+            GROUP BY hour, {group}
+            """,
+            [_LOG_GAMMA],
         )
 
 

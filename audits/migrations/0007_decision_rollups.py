@@ -37,23 +37,4 @@ class Migration(migrations.Migration):
         ),
     ]
 
-
-def fill_rollups(apps, schema_editor):
-    from audits.rollups import _add
-
-    decision = apps.get_model("audits", "DecisionRecord")
-    rollup = apps.get_model("audits", "DecisionRollup")
-    fields = (
-        "occurred_at", "policy_set", "task", "classification", "model", "provider", "tier", "latency_ms",
-        "cost_micro_usd", "input_tokens", "output_tokens", "fallback_used", "escalated", "has_violation",
-    )
-    batch = []
-    for row in decision.objects.order_by("pk").values(*fields).iterator(chunk_size=5000):
-        batch.append(row)
-        if len(batch) >= 5000:
-            _add(rollup, batch)
-            batch = []
-    _add(rollup, batch)
-
-
-Migration.operations.append(migrations.RunPython(fill_rollups, migrations.RunPython.noop))
+# Existing records get their rollups in 0008, which groups them as the code does now.

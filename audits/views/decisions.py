@@ -6,7 +6,7 @@ import datetime as dt
 from collections import defaultdict
 
 from django.contrib.auth.decorators import permission_required
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -18,7 +18,7 @@ from .. import charts
 from ..chain import decision_chain
 from ..events import record
 from ..exports import decision_csv_lines, decision_jsonl_lines
-from ..filters import DecisionFilter, violations_for
+from ..filters import DecisionFilter, rollups_for, violations_for
 from ..models import DecisionRecord, Violation, ViolationKind
 from .common import (
     CURSORS,
@@ -69,13 +69,29 @@ def _decision_rows(decisions: list[DecisionRecord]) -> list[dict]:
     ]
 
 
-def _totals(decisions: QuerySet[DecisionRecord]) -> dict:
-    return decisions.order_by().aggregate(
-        decisions=Count("pk"),
-        cost=Sum("cost_micro_usd"),
-        violations=Count("pk", filter=Q(has_violation=True)),
-        escalated=Count("pk", filter=Q(escalated=True)),
-    )
+TOTALS_BOUND = 10_000  # records counted, at most, for a filter the rollups cannot answer
+
+
+def _totals(filterset: DecisionFilter) -> dict:
+    """The filter's totals from the rollups, one query; for a filter on what they do not carry (a
+    router, a violation kind), the matching records counted up to TOTALS_BOUND and no sums, since
+    summing millions of records cannot answer while the page loads."""
+    rollups, unanswered = rollups_for(filterset)
+    if not unanswered:
+        sums = rollups.aggregate(
+            decisions=Sum("requests"),
+            cost=Sum("cost_micro_usd"),
+            violations=Sum("violations"),
+            escalated=Sum("escalations"),
+        )
+        return {name: value or 0 for name, value in sums.items()} | {"exact": True}
+    counted = filterset.qs.order_by().values("pk")[: TOTALS_BOUND + 1].count()
+    return {
+        "exact": False,
+        "decisions": min(counted, TOTALS_BOUND),
+        "more": counted > TOTALS_BOUND,
+        "unanswered": unanswered,
+    }
 
 
 @permission_required(VIEW_DECISIONS, raise_exception=True)
@@ -98,7 +114,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "decision-table":
         return render(request, "audits/_decision_table.html", context)
     # Totals are one aggregate over the filter, computed when the filter changes, not per page.
-    context["totals"] = _totals(filterset.qs)
+    context["totals"] = _totals(filterset)
     if request.htmx and request.htmx.target == "decision-results":
         return render(request, "audits/_decision_results.html", context)
     return render(request, "audits/decisions.html", context)
@@ -107,15 +123,20 @@ def decisions(request: HttpRequest) -> HttpResponse:
 @permission_required(VIEW_DECISIONS, raise_exception=True)
 def decision_charts(request: HttpRequest) -> HttpResponse:
     """Decisions and cost per day (by provider, tier or model), escalation rate by task, violations
-    per day: a partial the explorer loads, or a page of its own."""
+    found per day: a partial the explorer loads, or a page of its own. Drawn from the rollups; for a
+    filter they do not carry (a router, a violation kind) the page says so instead of drawing them."""
     filterset = _decision_filter(request, default_window=True)
     grouping = request.GET.get("group", charts.DEFAULT_GROUPING)
     if grouping not in charts.GROUPINGS:
         grouping = charts.DEFAULT_GROUPING
     query = query_string(request, filterset.data, drop=(*CURSORS, "group"))
+    rollups, unanswered = rollups_for(filterset)
+    violations = violations_for(filterset)
     context = {
         "filter": filterset,
-        "figures": charts.decision_charts(filterset.qs, grouping, violations_for(filterset)),
+        "figures": None if unanswered else charts.decision_charts(rollups, grouping, violations),
+        "unanswered": unanswered,
+        "violations_figure": charts.violations_chart(violations) if unanswered and violations is not None else None,
         "grouping": grouping,
         "groupings": list(charts.GROUPINGS),
         "query": query,
