@@ -248,7 +248,28 @@ class DecisionRollup(models.Model):
                 name="decision_rollup_group_hour",
             )
         ]
-        indexes = [models.Index(fields=["policy_set", "hour"], name="decision_rollup_set_hour")]
+        indexes = [
+            models.Index(fields=["policy_set", "hour"], name="decision_rollup_set_hour"),
+            # Charts and totals sum these over a time range from the index alone (migration 0008).
+            models.Index(
+                fields=["hour"],
+                include=[
+                    "policy_set",
+                    "task",
+                    "classification",
+                    "model",
+                    "provider",
+                    "tier",
+                    "policy_version",
+                    "has_violation",
+                    "requests",
+                    "cost_micro_usd",
+                    "escalations",
+                    "violations",
+                ],
+                name="decision_rollup_hour_sums",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}:00 {self.policy_set} {self.task} {self.model}: {self.requests}"

@@ -115,8 +115,8 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
         key = (
             hour_of(row["occurred_at"]),
             *(row.get(name) or "" for name in TEXT_GROUP),
-            row["policy_version"],
-            bool(row["has_violation"]),
+            row.get("policy_version") or 0,  # 0: a caller that does not know it (the rollup's default)
+            bool(row.get("has_violation")),
         )
         entry = groups.get(key)
         if entry is None:
@@ -127,7 +127,7 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
         entry["output_tokens"] += row["output_tokens"]
         entry["fallbacks"] += bool(row["fallback_used"])
         entry["escalations"] += bool(row["escalated"])
-        entry["violations"] += bool(row["has_violation"])
+        entry["violations"] += bool(row.get("has_violation"))
         latency = entry["latency"]
         index = bucket(row["latency_ms"])
         latency[index] = latency.get(index, 0) + 1
@@ -197,8 +197,8 @@ def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup) -> None:
     bucket by ``bucket``'s formula, in the same double precision), then those summed per hour and
     group with the buckets gathered into the sketch. Elsewhere ``add_batch``'s path, in chunks.
     """
-    rollup_model.objects.all().delete()
     if connection.vendor != "postgresql":
+        rollup_model.objects.all().delete()
         batch: list[dict] = []
         for row in decision_model.objects.order_by("pk").values(*ROW_FIELDS).iterator(chunk_size=5000):
             batch.append(row)
@@ -214,6 +214,7 @@ def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup) -> None:
         " CEIL(LN(latency_ms::float8) / %s)::int + 1)) END"
     )
     with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {rollup_model._meta.db_table}")  # a DELETE would leave every old row dead
         cursor.execute(
             f"""
             INSERT INTO {rollup_model._meta.db_table} (hour, {group}, {", ".join(SUMS)}, latency)

@@ -192,10 +192,11 @@ def copy_records(rows: int, end: dt.datetime, router_ids: list[int]) -> None:
 
 
 def compute_rollups() -> None:
-    """Every record's hourly rollup by one ``INSERT … SELECT … GROUP BY`` (``audits.rollups.rebuild``)."""
+    """Every record's hourly rollup by one ``INSERT … SELECT … GROUP BY`` (``audits.rollups.rebuild``),
+    then the VACUUM autovacuum makes of a table that changed this much (index-only scans need it)."""
     rollups.rebuild()
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {DecisionRollup._meta.db_table}")
+        cursor.execute(f"VACUUM ANALYZE {DecisionRollup._meta.db_table}")
 
 
 def _rollup_values(hours: list[dt.datetime]) -> dict[tuple, tuple]:
