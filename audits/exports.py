@@ -18,7 +18,6 @@ from django.db.models import QuerySet
 from steward.exports import Echo, spreadsheet_safe
 
 from .models import AuditEvent, DecisionRecord, Violation
-from .partitions import ContentRemovals
 
 CHUNK = 2000
 
@@ -44,14 +43,12 @@ DECISION_COLUMNS = (
     ("input_sha256", "input_sha256"),
     ("output_sha256", "output_sha256"),
     ("content_stored", "content_stored"),
-    # Read from the log of removed content (``ContentRemovals``) by the expiry.
-    ("content_removed_at", "content_expires_at"),
+    ("content_removed_at", "content_removed_at"),
     ("has_violation", "has_violation"),
 )
 DECISION_HEADER = [name for name, _ in DECISION_COLUMNS] + ["violations"]
 _NAMES = [name for name, _ in DECISION_COLUMNS]
 FLAGGED = _NAMES.index("has_violation")
-STORED, REMOVED, RECEIVED = (_NAMES.index(name) for name in ("content_stored", "content_removed_at", "received_at"))
 TIMES = [_NAMES.index(name) for name in ("occurred_at", "received_at", "content_removed_at")]
 # Text a router reported, which a spreadsheet might otherwise read as a formula.
 TEXT = [_NAMES.index(name) for name in ("request_id", "task", "classification", "model", "provider", "tier")]
@@ -83,12 +80,10 @@ def _chunks(decisions: QuerySet[DecisionRecord]) -> Iterator[list[tuple[tuple, l
     """The exported values of the decisions, a chunk at a time, each row with its violations' kinds.
 
     Kinds are looked up once per chunk, for the flagged rows only, rather than by a join that
-    would have to group the whole export before its first row. When retention removed a row's
-    content comes from the log of removed ranges, read once.
+    would have to group the whole export before its first row.
     """
     fields = [field for _, field in DECISION_COLUMNS]
     rows = decisions.order_by("-occurred_at", "-pk").values_list(*fields).iterator(chunk_size=CHUNK)
-    removals = ContentRemovals()
     chunk: list[tuple] = []
 
     def with_kinds() -> list[tuple[tuple, list[str]]]:
@@ -101,9 +96,6 @@ def _chunks(decisions: QuerySet[DecisionRecord]) -> Iterator[list[tuple[tuple, l
         return [(row, kinds.get(row[0], [])) for row in chunk]
 
     for row in rows:
-        if row[REMOVED] is not None:  # the expiry, until replaced by the removal
-            removed = removals.at(row[STORED], row[REMOVED], row[RECEIVED])
-            row = (*row[:REMOVED], removed, *row[REMOVED + 1 :])
         chunk.append(row)
         if len(chunk) == CHUNK:
             yield with_kinds()
