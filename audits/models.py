@@ -209,6 +209,10 @@ class Violation(models.Model):
         return f"{self.get_kind_display()}: {self.detail}"
 
 
+# What one rollup row sums over, beside its hour (audits.rollups reads it as GROUP).
+ROLLUP_GROUP = ("policy_set", "task", "classification", "model", "provider", "tier", "policy_version", "has_violation")
+
+
 class DecisionRollup(models.Model):
     """Hourly sums of decision records per group (``audits.rollups.GROUP``), kept at ingest; every chart
     and total about decisions reads these, and so does the change-impact preview."""
@@ -234,17 +238,7 @@ class DecisionRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=[
-                    "hour",
-                    "policy_set",
-                    "task",
-                    "classification",
-                    "model",
-                    "provider",
-                    "tier",
-                    "policy_version",
-                    "has_violation",
-                ],
+                fields=["hour", *ROLLUP_GROUP],
                 name="decision_rollup_group_hour",
             )
         ]
@@ -254,14 +248,7 @@ class DecisionRollup(models.Model):
             models.Index(
                 fields=["hour"],
                 include=[
-                    "policy_set",
-                    "task",
-                    "classification",
-                    "model",
-                    "provider",
-                    "tier",
-                    "policy_version",
-                    "has_violation",
+                    *ROLLUP_GROUP,
                     "requests",
                     "cost_micro_usd",
                     "escalations",

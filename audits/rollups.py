@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from audits.models import DecisionRecord, DecisionRollup
+from audits.models import ROLLUP_GROUP, DecisionRecord, DecisionRollup
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -26,7 +26,7 @@ MAX_INDEX = math.ceil(math.log(86_400_000) / _LOG_GAMMA) + 2
 # A record's group: what the explorer filters by, and the policy version (the escalation-rate check
 # judges each version's routes by their own caps; a set publishes a few versions a month, so an hour
 # has one or two) and whether the record broke a rule (the explorer's "violations: yes / no").
-GROUP = ("policy_set", "task", "classification", "model", "provider", "tier", "policy_version", "has_violation")
+GROUP = ROLLUP_GROUP
 TEXT_GROUP = GROUP[:6]
 GROUP_TYPES = ("text",) * len(TEXT_GROUP) + ("integer", "boolean")  # PostgreSQL's, for the upsert
 SUMS = ("requests", "cost_micro_usd", "input_tokens", "output_tokens", "fallbacks", "escalations", "violations")
