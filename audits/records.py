@@ -1,5 +1,6 @@
 """The decision record as routers send it: one pydantic model, its bounds read from the columns of
-``DecisionRecord`` (lengths, integer ranges), so that nothing it accepts can fail to be stored.
+``DecisionRecord`` (lengths, integer ranges), so that nothing it accepts can fail to be stored, and
+tighter bounds for the figures the rollups add up (cost, tokens, latency), so that no sum overflows.
 
 ``check_record`` answers one record of a batch: the clean values, or the errors by field in
 Steward's words (``{"field": ["message"]}``), each naming the rule that was broken. ``check_records``
@@ -29,6 +30,20 @@ from steward.parsers import MAX_DEPTH, Unreadable, depth, too_deep_message
 from .models import DecisionRecord
 
 MAX_CONTENT_CHARS = 1_000_000
+
+# Bounds tighter than the columns, for the figures Steward adds up: the hourly rollups sum cost and
+# tokens in 64-bit integers (audits.rollups), and one record at the column's limit, 2^63 - 1, is
+# enough to overflow them. At these bounds a rollup row (one hour of one group) overflows only past
+# 9 million decisions of $1,000,000 each, and a batch of 1,000 sums to at most 10^15.
+MAX_COST_MICRO_USD = 10**12  # $1,000,000 for one decision: 10^9 tokens at $1,000 per million
+MAX_TOKENS = 10**9  # a thousand times the longest context windows models offer
+MAX_LATENCY_MS = 86_400_000  # a day: no router waits longer, and the latency sketch ends there too
+WHY_BOUNDED = {
+    "cost_micro_usd": "$1,000,000, the most one decision may cost",
+    "input_tokens": "a billion, the most tokens one decision may count",
+    "output_tokens": "a billion, the most tokens one decision may count",
+    "latency_ms": "a day in milliseconds, the longest a decision may take",
+}
 MAX_RECORD_DEPTH = MAX_DEPTH - 2  # inside the batch's object and its list of records
 TIME_EXAMPLE = "2026-11-28T12:00:00Z"
 
@@ -55,11 +70,16 @@ def _plain_text(column: str) -> Any:
     ]
 
 
-def _count(column: str, what: str, least: int = 0) -> Any:
-    """A whole number from ``least`` (or the column's minimum, if higher) to the column's maximum."""
+def _count(column: str, what: str, least: int = 0, most: int | None = None) -> Any:
+    """A whole number from ``least`` (or the column's minimum, if higher) to ``most`` (or the column's
+    maximum, if lower); a bound below the column's says why (``WHY_BOUNDED``)."""
     low, high = integer_range(DecisionRecord, column)
     low = max(low, least)
-    return Annotated[int, Field(ge=low, le=high, description=f"{what}; a whole number from {low} to {high}.")]
+    rule = f"a whole number from {low} to {high}"
+    if most is not None and most < high:
+        high = most
+        rule = f"a whole number from {low} to {high} ({WHY_BOUNDED[column]})"
+    return Annotated[int, Field(ge=low, le=high, description=f"{what}; {rule}.")]
 
 
 def _time_text(value: Any) -> Any:
@@ -124,10 +144,10 @@ class DecisionRecordIn(BaseModel):
     policy_version: _count("policy_version", "The policy version the router applied", least=1)
     fallback_used: bool = False
     escalated: bool = False
-    latency_ms: _count("latency_ms", "Milliseconds the model took")
-    input_tokens: _count("input_tokens", "Input tokens")
-    output_tokens: _count("output_tokens", "Output tokens")
-    cost_micro_usd: _count("cost_micro_usd", "What the request cost, in micro-USD")
+    latency_ms: _count("latency_ms", "Milliseconds the model took", most=MAX_LATENCY_MS)
+    input_tokens: _count("input_tokens", "Input tokens", most=MAX_TOKENS)
+    output_tokens: _count("output_tokens", "Output tokens", most=MAX_TOKENS)
+    cost_micro_usd: _count("cost_micro_usd", "What the request cost, in micro-USD", most=MAX_COST_MICRO_USD)
     input: Content = ""
     output: Content = ""
     input_sha256: Digest = ""
@@ -152,10 +172,10 @@ class PlainDecisionRecordIn(BaseModel):
     policy_version: _count("policy_version", "", least=1)
     fallback_used: bool = False
     escalated: bool = False
-    latency_ms: _count("latency_ms", "")
-    input_tokens: _count("input_tokens", "")
-    output_tokens: _count("output_tokens", "")
-    cost_micro_usd: _count("cost_micro_usd", "")
+    latency_ms: _count("latency_ms", "", most=MAX_LATENCY_MS)
+    input_tokens: _count("input_tokens", "", most=MAX_TOKENS)
+    output_tokens: _count("output_tokens", "", most=MAX_TOKENS)
+    cost_micro_usd: _count("cost_micro_usd", "", most=MAX_COST_MICRO_USD)
     input: Annotated[str | None, Field(max_length=MAX_CONTENT_CHARS)] = ""
     output: Annotated[str | None, Field(max_length=MAX_CONTENT_CHARS)] = ""
     input_sha256: Annotated[str | None, Field(pattern=DIGEST_PATTERN, max_length=DIGEST_LENGTH)] = ""
@@ -188,6 +208,8 @@ def _message(field: str, error: dict) -> str:
     if kind == "string_too_long":
         return f"At most {ctx['max_length']} characters, what the column holds."
     if kind == "less_than_equal":
+        if field in WHY_BOUNDED:
+            return f"At most {ctx['le']}: {WHY_BOUNDED[field]}."
         return f"At most {ctx['le']}, what the column holds."
     if kind == "greater_than_equal":
         return f"At least {ctx['ge']}."

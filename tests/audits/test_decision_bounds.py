@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from audits.models import DecisionRecord
+from audits.models import DecisionRecord, DecisionRollup
+from audits.records import MAX_COST_MICRO_USD, MAX_LATENCY_MS, MAX_TOKENS
 
 from .conftest import decision
 
@@ -43,6 +44,11 @@ BAD_RECORDS = [
     ("policy_version at 2^31", _with(policy_version=2**31), "policy_version"),
     ("policy_version 0", _with(policy_version=0), "policy_version"),
     ("cost_micro_usd at 2^63", _with(cost_micro_usd=2**63), "cost_micro_usd"),
+    ("cost_micro_usd at 2^63 - 1, which the column holds", _with(cost_micro_usd=2**63 - 1), "cost_micro_usd"),
+    ("cost_micro_usd past $1,000,000", _with(cost_micro_usd=MAX_COST_MICRO_USD + 1), "cost_micro_usd"),
+    ("input_tokens past a billion", _with(input_tokens=MAX_TOKENS + 1), "input_tokens"),
+    ("output_tokens past a billion", _with(output_tokens=MAX_TOKENS + 1), "output_tokens"),
+    ("latency_ms past a day", _with(latency_ms=MAX_LATENCY_MS + 1), "latency_ms"),
     ("negative latency", _with(latency_ms=-1), "latency_ms"),
     ("a 5,000-digit integer", _raw_field("latency_ms", "9" * 5000), "latency_ms"),
     ("a float for an integer", _with(input_tokens=1.5), "input_tokens"),
@@ -105,35 +111,80 @@ def test_the_messages_name_the_rule_the_column_sets(world, client):
         decision(3, occurred_at="2026-02-30T00:00:00Z"),
         decision(4, occurred_at="9999-12-31T23:59:59-23:59"),
         decision(5, input="\x00"),
+        decision(6, cost_micro_usd=2**62),
+        decision(7, input_tokens=MAX_TOKENS + 1),
     ]
     answer = post_raw(client, world["token"], json.dumps({"records": records})).json()
     errors = {e["index"]: e["errors"] for e in answer["errors"]}
     assert errors[0] == {"task": ["At most 60 characters, what the column holds."]}
-    assert errors[1] == {"latency_ms": ["At most 2147483647, what the column holds."]}
+    assert errors[1] == {"latency_ms": ["At most 86400000: a day in milliseconds, the longest a decision may take."]}
     assert "day value is outside expected range" in errors[2]["occurred_at"][0]
     assert errors[3] == {"occurred_at": ["Must fall between the years 1 and 9999 in UTC."]}
     assert errors[4] == {"input": ["Must not contain a NUL character (\\u0000): no text column can store one."]}
-    assert [e["request_id"] for e in answer["errors"]] == ["req-1", "req-2", "req-3", "req-4", "req-5"]
+    assert errors[5] == {"cost_micro_usd": ["At most 1000000000000: $1,000,000, the most one decision may cost."]}
+    assert errors[6] == {"input_tokens": ["At most 1000000000: a billion, the most tokens one decision may count."]}
+    assert [e["request_id"] for e in answer["errors"]] == [f"req-{n}" for n in range(1, 8)]
     assert not DecisionRecord.objects.exists()
 
 
-def test_the_largest_values_the_columns_hold_are_stored(world, client):
+def test_the_largest_values_the_columns_and_bounds_allow_are_stored(world, client):
     record = decision(
         1,
         task="t" * 60,
         classification="c" * 50,
         request_id="r" * 128,
-        latency_ms=2**31 - 1,
-        input_tokens=2**31 - 1,
-        output_tokens=2**31 - 1,
-        cost_micro_usd=2**63 - 1,
+        latency_ms=MAX_LATENCY_MS,
+        input_tokens=MAX_TOKENS,
+        output_tokens=MAX_TOKENS,
+        cost_micro_usd=MAX_COST_MICRO_USD,
         occurred_at="2026-11-28T12:00:00-23:59",
     )
     answer = post_raw(client, world["token"], json.dumps({"records": [record]})).json()
     assert answer["accepted"] == 1, answer
     stored = DecisionRecord.objects.get()
-    assert (stored.latency_ms, stored.cost_micro_usd, len(stored.task)) == (2**31 - 1, 2**63 - 1, 60)
+    assert (stored.latency_ms, stored.input_tokens, stored.cost_micro_usd, len(stored.task)) == (
+        MAX_LATENCY_MS,
+        MAX_TOKENS,
+        MAX_COST_MICRO_USD,
+        60,
+    )
     assert stored.occurred_at.isoformat() == "2026-11-29T11:59:00+00:00"
+
+
+def test_records_near_the_64_bit_limit_are_refused_each_before_their_sums_overflow_a_rollup(world, client):
+    # Two costs of 2^62 fit the column each but not a rollup's sum: refused per record, not a 500.
+    moment = "2026-11-28T12:00:00Z"
+    records = [decision(n, occurred_at=moment, cost_micro_usd=2**62) for n in (1, 2)]
+    records.append(decision(3, occurred_at=moment))
+    answer = post_raw(client, world["token"], json.dumps({"records": records})).json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 2), answer
+    assert [set(e["errors"]) for e in answer["errors"]] == [{"cost_micro_usd"}, {"cost_micro_usd"}]
+
+
+def test_a_full_batch_at_every_bound_in_one_rollup_group_is_summed_exactly(world, client):
+    moment = "2026-11-28T12:00:00Z"
+    records = [
+        decision(
+            n,
+            occurred_at=moment,
+            latency_ms=MAX_LATENCY_MS,
+            input_tokens=MAX_TOKENS,
+            output_tokens=MAX_TOKENS,
+            cost_micro_usd=MAX_COST_MICRO_USD,
+        )
+        for n in range(1000)
+    ]
+    for _ in range(3):  # three batches, the same group and hour: 3,000 records at the bounds
+        answer = post_raw(client, world["token"], json.dumps({"records": records})).json()
+        assert (answer["accepted"], answer["rejected"]) == (1000, 0), answer
+        records = [{**r, "request_id": r["request_id"] + "-again"} for r in records]
+    [rollup] = DecisionRollup.objects.all()
+    assert (rollup.requests, rollup.cost_micro_usd, rollup.input_tokens, rollup.output_tokens) == (
+        3000,
+        3000 * MAX_COST_MICRO_USD,
+        3000 * MAX_TOKENS,
+        3000 * MAX_TOKENS,
+    )
 
 
 @pytest.mark.parametrize(

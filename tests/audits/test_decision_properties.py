@@ -3,8 +3,11 @@ exactly once, whatever odd records share its batch and however often the batch i
 
 "Well-formed" is written here from the record's documented shape (docs/policy-feed.md and the
 columns), not read from the validator: hypothesis draws records inside those bounds (with unknown
-members routers may add), records with one member replaced by arbitrary JSON (lone surrogates, NUL,
-integers past 64 bits, nesting), and things that are not records at all.
+members routers may add, and often the same hour, task, classification and model, so that records
+at the bounds add up in one rollup row), records with one member replaced by arbitrary JSON (lone
+surrogates, NUL, integers past 64 bits, nesting), records with one figure past its documented bound
+(which must be refused, each with an error naming that figure), and things that are not records at
+all.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ FIELDS = (
 REQUIRED = FIELDS[:6] + FIELDS[8:12]
 INT32 = 2**31 - 1
 INT64 = 2**63 - 1
+# The documented bounds of the figures Steward adds up (docs/policy-feed.md).
+BOUNDS = {"latency_ms": 86_400_000, "input_tokens": 10**9, "output_tokens": 10**9, "cost_micro_usd": 10**12}
+A_MOMENT = "2026-11-28T12:34:56+00:00"
 
 # Storable text: any character but controls (NUL among them) and surrogates; no edge whitespace,
 # which the record's strings shed.
@@ -80,19 +86,21 @@ def times(draw) -> str:
     return moment.replace(tzinfo=zone).isoformat()
 
 
+def figure(name: str) -> st.SearchStrategy[int]:
+    """A figure within its bound, often the bound itself (where sums overflow first)."""
+    return st.integers(0, BOUNDS[name]) | st.just(BOUNDS[name])
+
+
 @st.composite
 def good_records(draw, request_id: str) -> dict:
     record = {
         "request_id": request_id,
-        "occurred_at": draw(times()),
-        "task": draw(words(60)),
-        "classification": draw(words(50)),
-        "model": draw(words(200)),
-        "policy_version": draw(st.integers(1, INT32)),
-        "latency_ms": draw(st.integers(0, INT32)),
-        "input_tokens": draw(st.integers(0, INT32)),
-        "output_tokens": draw(st.integers(0, INT32)),
-        "cost_micro_usd": draw(st.integers(0, INT64)),
+        "occurred_at": draw(st.just(A_MOMENT) | times()),
+        "task": draw(st.just("ticket-triage") | words(60)),
+        "classification": draw(st.just("internal") | words(50)),
+        "model": draw(st.just("acme/small-a@1") | words(200)),
+        "policy_version": draw(st.just(1) | st.integers(1, INT32)),
+        **{name: draw(figure(name)) for name in BOUNDS},
     }
     optional = {
         "fallback_used": st.booleans(),
@@ -110,25 +118,32 @@ def good_records(draw, request_id: str) -> dict:
 
 
 @st.composite
-def batches(draw) -> tuple[list, dict[str, dict]]:
-    """A batch and its well-formed records by request id."""
+def batches(draw) -> tuple[list, dict[str, dict], dict[str, str]]:
+    """A batch, its well-formed records by request id, and the request ids of records with a figure
+    past its bound, with that figure's name."""
     prefix = uuid.uuid4().hex[:12]
     items: list = []
     good: dict[str, dict] = {}
+    beyond: dict[str, str] = {}
     for index in range(draw(st.integers(0, 12))):
-        kind = draw(st.sampled_from(["good", "good", "changed", "changed", "dropped", "anything"]))
+        kind = draw(st.sampled_from(["good", "good", "good", "beyond", "changed", "changed", "dropped", "anything"]))
         if kind == "anything":
             items.append(draw(ANY_JSON))
             continue
-        record = draw(good_records(f"{prefix}-{index}" if kind == "good" else f"odd-{prefix}-{index}"))
+        prefixes = {"good": prefix, "beyond": f"big-{prefix}"}
+        record = draw(good_records(f"{prefixes.get(kind, 'odd-' + prefix)}-{index}"))
         if kind == "changed":
             record[draw(st.sampled_from(FIELDS[1:]))] = draw(ANY_JSON)
         elif kind == "dropped":
             del record[draw(st.sampled_from(REQUIRED))]
+        elif kind == "beyond":
+            name = draw(st.sampled_from(sorted(BOUNDS)))
+            record[name] = draw(st.integers(BOUNDS[name] + 1, INT64) | st.just(INT64) | st.just(BOUNDS[name] + 1))
+            beyond[record["request_id"]] = name
         else:
             good[record["request_id"]] = record
         items.append(record)
-    return items, good
+    return items, good, beyond
 
 
 def _post(client, token: str, body: str):
@@ -156,7 +171,7 @@ SETTINGS = settings(
 @SETTINGS
 @given(batch=batches())
 def test_every_well_formed_record_is_stored_exactly_once(world, client, batch):
-    items, good = batch
+    items, good, beyond = batch
     body = json.dumps({"records": items})
     first = _post(client, world["token"], body)
     foreign = [i for i in items if isinstance(i, dict) and isinstance(i.get("policy_set"), str)]
@@ -169,8 +184,11 @@ def test_every_well_formed_record_is_stored_exactly_once(world, client, batch):
     assert first.status_code == 200, first.content[:500]
     answer = first.json()
     assert answer["accepted"] + answer["duplicates"] + answer["rejected"] == len(items)
-    refused = {error["request_id"] for error in answer["errors"]}
-    assert not refused & set(good), answer["errors"]
+    refused = {error["request_id"]: error["errors"] for error in answer["errors"]}
+    assert not set(refused) & set(good), answer["errors"]
+    for request_id, name in beyond.items():
+        assert name in refused[request_id], refused[request_id]
+    assert not DecisionRecord.objects.filter(request_id__in=list(beyond)).exists()
     again = _post(client, world["token"], body)
     assert again.status_code == 200 and again.json()["accepted"] == 0
     for request_id, record in good.items():
