@@ -10,6 +10,10 @@ class Echo:
         return value
 
 
+# What a spreadsheet may read as the start of a formula; such a cell gets a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def spreadsheet_safe(value: str) -> str:
     """Text a spreadsheet will not run as a formula (people's and routers' text ends up in exports)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return f"'{value}" if value[:1] in FORMULA_STARTS else value
