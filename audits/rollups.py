@@ -1,4 +1,8 @@
-"""Hourly decision rollups kept at ingest, and the latency sketch they carry.
+"""Hourly and daily decision rollups kept at ingest, and the latency sketch they carry.
+
+Ingest adds each stored record to its hour's rollup and to its UTC day's, in the same transaction. The
+hourly rows answer any range of hours (the charts, the explorer's totals); a window of whole days reads
+the daily rows, and only its ragged hours at either end from the hourly ones (``traffic``).
 
 The sketch is a sparse histogram over logarithmic buckets (DDSketch-style, 1 % relative accuracy): a
 bucket index maps to a count, so two sketches merge by adding counts, exactly, whatever the grouping or
@@ -11,11 +15,12 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Q, Value
 
-from audits.models import ROLLUP_GROUP, DecisionRecord, DecisionRollup
+from audits.models import ROLLUP_GROUP, DecisionDayRollup, DecisionRecord, DecisionRollup
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -96,20 +101,21 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def day_of(moment: datetime) -> datetime:
+    """The UTC day's first instant (a daily rollup's ``day``)."""
+    return hour_of(moment).replace(hour=0)
+
+
 def add_batch(rows: Iterable[dict]) -> None:
-    """Add stored decision records to their hourly rollups; ingest calls this with only inserted records."""
-    _add(DecisionRollup, rows)
+    """Add stored decision records to their hourly and daily rollups; ingest calls this with only the
+    records it inserted, inside its transaction."""
+    hours = _groups(rows)
+    _write(DecisionRollup, "hour", hours)
+    _write(DecisionDayRollup, "day", _by_day(hours))
 
 
-def _add(rollup_model, rows: Iterable[dict]) -> None:
-    """Add decision records (their fields as dicts) to their hourly rollups.
-
-    Called inside ingest's transaction with only the records it inserted. Groups are summed here first
-    (one row per group and hour), then added in key order, so two workers adding to the same groups
-    wait for each other instead of deadlocking: on PostgreSQL in one ``INSERT … ON CONFLICT DO UPDATE``
-    that adds the sums and merges the sketches (their bucket counts added key by key); elsewhere rows
-    are created if missing, locked and updated.
-    """
+def _groups(rows: Iterable[dict]) -> dict[tuple, dict]:
+    """Decision records (their fields as dicts) summed per hour and group: key (hour, *GROUP)."""
     groups: dict[tuple, dict] = {}
     for row in rows:
         key = (
@@ -131,22 +137,59 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
         latency = entry["latency"]
         index = bucket(row["latency_ms"])
         latency[index] = latency.get(index, 0) + 1
+    return groups
+
+
+def _by_day(groups: dict[tuple, dict]) -> dict[tuple, dict]:
+    """Groups keyed by (period, *GROUP), folded into their UTC days."""
+    days: dict[tuple, dict] = {}
+    for key, entry in groups.items():
+        day_key = (day_of(key[0]), *key[1:])
+        into = days.get(day_key)
+        if into is None:
+            days[day_key] = {name: entry[name] for name in SUMS} | {"latency": dict(entry["latency"])}
+            continue
+        for name in SUMS:
+            into[name] += entry[name]
+        _add_counts(into["latency"], entry["latency"])
+    return days
+
+
+def _add_counts(into: dict[int, int], counts: dict) -> None:
+    """A sketch's bucket counts (keys as ints or, from JSON, strings) added to ``into``."""
+    for index, n in counts.items():
+        index = int(index)
+        into[index] = into.get(index, 0) + n
+
+
+def _write(rollup_model, column: str, groups: dict[tuple, dict]) -> None:
+    """Add summed groups, keyed by (period, *GROUP), to their rows of ``rollup_model`` (period ``column``).
+
+    Groups are added in key order, so two workers adding to the same groups wait for each other instead
+    of deadlocking: on PostgreSQL in one ``INSERT … ON CONFLICT DO UPDATE`` that adds the sums and merges
+    the sketches (their bucket counts added key by key); elsewhere rows are created if missing, locked
+    and updated.
+    """
     if not groups:
         return
     keys = sorted(groups)
     if connection.vendor == "postgresql":
-        _upsert(rollup_model._meta.db_table, keys, groups)
+        _upsert(rollup_model._meta.db_table, column, keys, groups)
         return
-    names = ("hour", *GROUP)
+    names = (column, *GROUP)
     with transaction.atomic():
         rollup_model.objects.bulk_create(
             [rollup_model(**dict(zip(names, key, strict=True))) for key in keys],
             ignore_conflicts=True,
             batch_size=500,
         )
-        hours = {key[0] for key in keys}
+        periods = {key[0] for key in keys}
         sets = {key[1] for key in keys}
-        locked = rollup_model.objects.select_for_update().filter(hour__in=hours, policy_set__in=sets).order_by(*names)
+        locked = (
+            rollup_model.objects.select_for_update()
+            .filter(**{f"{column}__in": periods}, policy_set__in=sets)
+            .order_by(*names)
+        )
         changed = []
         for rollup in locked:
             key = tuple(getattr(rollup, name) for name in names)
@@ -160,9 +203,9 @@ def _add(rollup_model, rows: Iterable[dict]) -> None:
         rollup_model.objects.bulk_update(changed, [*SUMS, "latency"], batch_size=500)
 
 
-def _upsert(table: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
+def _upsert(table: str, column: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
     """The groups' sums added to their rows of ``table`` in one statement, rows taken in ``keys`` order."""
-    columns = ("hour", *GROUP, *SUMS, "latency")
+    columns = (column, *GROUP, *SUMS, "latency")
     types = ("timestamptz", *GROUP_TYPES, *["bigint"] * len(SUMS), "jsonb")
     arrays = [
         [key[0] for key in keys],
@@ -177,7 +220,7 @@ def _upsert(table: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
             f"INSERT INTO {table} AS rollup ({', '.join(columns)})"
             f" SELECT {', '.join(columns)} FROM unnest({unnest}) WITH ORDINALITY AS batch ({', '.join(columns)}, n)"
             " ORDER BY n"
-            f" ON CONFLICT ({', '.join(('hour', *GROUP))}) DO UPDATE SET {added},"
+            f" ON CONFLICT ({', '.join((column, *GROUP))}) DO UPDATE SET {added},"
             " latency = (SELECT jsonb_object_agg(bucket, total) FROM (SELECT bucket, sum(n::bigint) AS total"
             " FROM (SELECT * FROM jsonb_each_text(rollup.latency) UNION ALL"
             " SELECT * FROM jsonb_each_text(excluded.latency)) AS counts (bucket, n) GROUP BY bucket) AS sums)",
@@ -190,12 +233,14 @@ ROW_FIELDS = ("occurred_at", *GROUP, "latency_ms", "cost_micro_usd", "input_toke
 ROW_FIELDS += ("fallback_used", "escalated")
 
 
-def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup) -> None:
-    """Replace every rollup by those of the stored records (a migration passes its historical models).
+def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup, day_model=DecisionDayRollup) -> None:
+    """Replace every rollup by those of the stored records (a migration passes its historical models,
+    and ``day_model=None`` where the daily table does not exist yet).
 
     On PostgreSQL one ``INSERT … SELECT … GROUP BY``: records per hour, group and latency bucket (the
     bucket by ``bucket``'s formula, in the same double precision), then those summed per hour and
-    group with the buckets gathered into the sketch. Elsewhere ``add_batch``'s path, in chunks.
+    group with the buckets gathered into the sketch. Elsewhere ``add_batch``'s path, in chunks. The
+    daily rollups are then made from the hourly ones (``rebuild_days``).
     """
     if connection.vendor != "postgresql":
         rollup_model.objects.all().delete()
@@ -203,10 +248,16 @@ def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup) -> None:
         for row in decision_model.objects.order_by("pk").values(*ROW_FIELDS).iterator(chunk_size=5000):
             batch.append(row)
             if len(batch) >= 5000:
-                _add(rollup_model, batch)
+                _write(rollup_model, "hour", _groups(batch))
                 batch = []
-        _add(rollup_model, batch)
-        return
+        _write(rollup_model, "hour", _groups(batch))
+    else:
+        _rebuild_hours(decision_model, rollup_model)
+    if day_model is not None:
+        rebuild_days(rollup_model, day_model)
+
+
+def _rebuild_hours(decision_model, rollup_model) -> None:
     group = ", ".join(GROUP)
     positions = ", ".join(str(n) for n in range(2, 3 + len(GROUP)))
     bucket_sql = (
@@ -235,6 +286,47 @@ def rebuild(decision_model=DecisionRecord, rollup_model=DecisionRollup) -> None:
         )
 
 
+def rebuild_days(rollup_model=DecisionRollup, day_model=DecisionDayRollup) -> None:
+    """Replace every daily rollup by the sum of its day's hourly ones (sketches merged bucket by bucket).
+
+    On PostgreSQL one statement: the sums per day and group, joined to the sketches' bucket counts per
+    day, group and bucket gathered back into one sketch. Elsewhere ``_by_day`` over the hourly rows.
+    """
+    if connection.vendor != "postgresql":
+        day_model.objects.all().delete()
+        hours: dict[tuple, dict] = {}
+        for row in rollup_model.objects.values("hour", *GROUP, *SUMS, "latency").iterator(chunk_size=5000):
+            hours[(row["hour"], *(row[name] for name in GROUP))] = row
+        _write(day_model, "day", _by_day(hours))
+        return
+    hourly, daily = rollup_model._meta.db_table, day_model._meta.db_table
+    group = ", ".join(GROUP)
+    positions = ", ".join(str(n) for n in range(2, 2 + len(GROUP)))
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {daily}")
+        cursor.execute(
+            f"""
+            WITH sums AS (
+                SELECT date_trunc('day', hour, 'UTC') AS day, {group},
+                       {", ".join(f"SUM({name}) AS {name}" for name in SUMS)}
+                FROM {hourly} GROUP BY 1, {positions}
+            ), sketches AS (
+                SELECT day, {group}, jsonb_object_agg(bucket, n) AS latency
+                FROM (
+                    SELECT date_trunc('day', hour, 'UTC') AS day, {group}, counts.key AS bucket,
+                           SUM(counts.value::bigint) AS n
+                    FROM {hourly}, jsonb_each_text(latency) AS counts
+                    GROUP BY 1, {positions}, counts.key
+                ) AS buckets
+                GROUP BY day, {group}
+            )
+            INSERT INTO {daily} (day, {group}, {", ".join(SUMS)}, latency)
+            SELECT day, {group}, {", ".join(SUMS)}, COALESCE(sketches.latency, '{{}}'::jsonb)
+            FROM sums LEFT JOIN sketches USING (day, {group})
+            """
+        )
+
+
 @dataclass
 class Traffic:
     key: dict
@@ -248,6 +340,61 @@ class Traffic:
     latency: LatencySketch = field(default_factory=LatencySketch)
 
 
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Where the rows of a range of hours come from: whole days (``days``: [first, last) midnights, either
+    end open), single days read whole (``day_rows``), and hours added (``plus``) or taken away
+    (``minus``) as [low, high) ranges; a day mostly inside the range is its daily row less the hours
+    outside, so no day costs more than twelve hourly rows."""
+
+    days: tuple[datetime | None, datetime | None] | None
+    day_rows: tuple[datetime, ...] = ()
+    plus: tuple[tuple[datetime, datetime], ...] = ()
+    minus: tuple[tuple[datetime, datetime], ...] = ()
+
+
+def reading(start: datetime | None, end: datetime | None, now: datetime | None = None) -> Reading:
+    """How to read the hours [start, end) (hour-aligned, either end open) from daily and hourly rollups.
+
+    A day the range covers part of is read the cheaper way: its hours inside the range, or its daily row
+    less its hours outside; hours after the current one hold no rows yet and cost nothing (so today, up
+    to the current hour, is its daily row less that hour).
+    """
+    if start is not None and end is not None and end <= start:
+        return Reading(days=None)
+    current = hour_of(now or datetime.now(UTC))
+
+    def cost(low: datetime, high: datetime) -> int:  # hours of hourly rows read
+        return max(0, (min(high, current + HOUR) - low) // HOUR)
+
+    partial: list[tuple[datetime, datetime]] = []
+    first = start
+    if start is not None and start != day_of(start):
+        first = day_of(start) + DAY
+        partial.append((start, first if end is None else min(end, first)))
+    last = end
+    if end is not None and end != day_of(end) and (first is None or day_of(end) >= first):
+        last = day_of(end)
+        partial.append((last, end))
+    days = (first, last) if first is None or last is None or first < last else None
+    day_rows: list[datetime] = []
+    plus: list[tuple[datetime, datetime]] = []
+    minus: list[tuple[datetime, datetime]] = []
+    for low, high in partial:
+        day = day_of(low)
+        outside = [part for part in ((day, low), (high, day + DAY)) if part[0] < part[1]]
+        if cost(low, high) <= 1 + sum(cost(*part) for part in outside):
+            plus.append((low, high))
+        else:
+            day_rows.append(day)
+            minus.extend(outside)
+    return Reading(days, tuple(day_rows), tuple(plus), tuple(minus))
+
+
 def traffic(
     policy_set: str | None = None,
     since: datetime | None = None,
@@ -257,26 +404,79 @@ def traffic(
 ) -> list[Traffic]:
     """Summed figures per group over [since, until) hours, with merged latency sketches; one query.
 
-    `by` names any of the group fields, plus "day" (the UTC date) or "hour".
+    `by` names any of the group fields, plus "day" (the UTC date) or "hour". Unless grouped by hour,
+    the range is read as ``reading`` says: whole UTC days from the daily rollups, the hours of a day
+    the range covers a little of from the hourly ones, and a day it covers mostly as its daily row less
+    the hourly rows outside the range (sums and sketch counts subtract exactly). One ``UNION ALL``.
     """
-    queryset = DecisionRollup.objects.filter(**filters)
-    if policy_set is not None:
-        queryset = queryset.filter(policy_set=policy_set)
-    if since is not None:
-        queryset = queryset.filter(hour__gte=hour_of(since))
-    if until is not None:
-        queryset = queryset.filter(hour__lt=until)
     fields = [name for name in by if name not in ("day", "hour")]
+    values = (*fields, *SUMS, "latency")
+    start = hour_of(since) if since is not None else None
+    end = until if until is None or until == hour_of(until) else hour_of(until) + HOUR
+
+    def rows_of(model, column: str, sign: int, where: Q):
+        queryset = model.objects.filter(where, **filters)
+        if policy_set is not None:
+            queryset = queryset.filter(policy_set=policy_set)
+        return queryset.annotate(sign=Value(sign)).values_list(column, *values, "sign")
+
+    def hours(ranges) -> Q:
+        where = Q()
+        for low, high in ranges:
+            where |= Q(hour__gte=low, hour__lt=high)
+        return where
+
+    if "hour" in by:
+        where = Q()
+        if start is not None:
+            where &= Q(hour__gte=start)
+        if end is not None:
+            where &= Q(hour__lt=end)
+        parts = [rows_of(DecisionRollup, "hour", 1, where)]
+    else:
+        plan = reading(start, end)
+        where = Q(day__in=plan.day_rows)
+        if plan.days is not None:
+            low, high = plan.days
+            if low is None and high is None:
+                where = Q()  # every day (an empty Q would vanish from an OR)
+            elif low is None:
+                where |= Q(day__lt=high)
+            elif high is None:
+                where |= Q(day__gte=low)
+            else:
+                where |= Q(day__gte=low, day__lt=high)
+        parts = [rows_of(DecisionDayRollup, "day", 1, where)]
+        if plan.plus:
+            parts.append(rows_of(DecisionRollup, "hour", 1, hours(plan.plus)))
+        if plan.minus:
+            parts.append(rows_of(DecisionRollup, "hour", -1, hours(plan.minus)))
+    rows = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+
     out: dict[tuple, Traffic] = {}
-    for row in queryset.values_list("hour", *fields, *SUMS, "latency").iterator(chunk_size=2000):
-        hour, group, sums, latency = row[0], row[1 : 1 + len(fields)], row[1 + len(fields) : -1], row[-1]
-        named = dict(zip(fields, group, strict=True))
-        values = {**named, "day": hour.date(), "hour": hour}
-        key = tuple(values[name] for name in by)
+    width = len(fields)
+    counts: dict[tuple, dict[str, int]] = {}
+    for row in rows.iterator(chunk_size=2000):
+        period, sign = row[0], row[-1]
+        named = dict(zip(fields, row[1 : 1 + width], strict=True))
+        named["day"], named["hour"] = period.date(), period
+        key = tuple(named[name] for name in by)
         item = out.get(key)
         if item is None:
-            item = out[key] = Traffic(key={name: values[name] for name in by})
-        for name, value in zip(SUMS, sums, strict=True):
-            setattr(item, name, getattr(item, name) + value)
-        item.latency.merge(LatencySketch(latency))
+            item = out[key] = Traffic(key={name: named[name] for name in by})
+            counts[key] = {}
+        for name, value in zip(SUMS, row[1 + width : -2], strict=True):
+            setattr(item, name, getattr(item, name) + sign * value)
+        into = counts[key]
+        get = into.get
+        if sign > 0:
+            for index, n in row[-2].items():
+                into[index] = get(index, 0) + n
+        else:
+            for index, n in row[-2].items():
+                into[index] = get(index, 0) - n
+    for key, item in list(out.items()):
+        item.latency.buckets = {int(index): n for index, n in counts[key].items() if n}
+        if not item.requests:  # a group whose day lay outside the range but for the hours taken away
+            del out[key]
     return [out[key] for key in sorted(out, key=lambda k: tuple(str(part) for part in k))]

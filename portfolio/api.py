@@ -366,7 +366,7 @@ class PolicySetViewSet(viewsets.ReadOnlyModelViewSet):
         if too_big := _size_check(text):
             return too_big
         result = validate_document(text, policy_set)
-        policy = proposed_policy(text) if result.ok else None
+        policy = proposed_policy(text, result.document) if result.ok else None
         if policy is None:
             return Response({"policy": [str(error) for error in result.errors]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(presented(impact(policy_set, policy), policy_set))

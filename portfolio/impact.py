@@ -575,10 +575,11 @@ def headline(result: dict) -> dict:
 # --- per revision, and after publishing -----------------------------------------------------------
 
 
-def proposed_policy(document: str) -> Policy | None:
-    """The routes of a policy document, or None while it does not parse into routes."""
+def proposed_policy(document: str, parsed: dict | None = None) -> Policy | None:
+    """The routes of a policy document (``parsed``: its YAML already read, e.g. by validation), or None
+    while it does not parse into routes."""
     try:
-        return Policy.from_spec(normalise(parse_document(document)))
+        return Policy.from_spec(normalise(parsed if parsed is not None else parse_document(document)))
     except (PolicyYamlError, KeyError, TypeError, AttributeError, ValueError):
         return None
 

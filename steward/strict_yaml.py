@@ -10,6 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    CParser = None
 
 MAX_NESTING = 32  # a policy nests five levels deep; deeper documents would exhaust the parser's stack
 # Python converts at most this many decimal digits to an integer (sys.int_info.default_max_str_digits);
@@ -47,8 +58,8 @@ def _path_text(parts: list) -> str:
     return text
 
 
-class StrictLoader(yaml.SafeLoader):
-    """The strict loader; subclasses name what they load (``what = "policies"``) for the messages."""
+class _Strict(Composer, SafeConstructor, Resolver):
+    """The checks, made while nodes are composed (in Python, whichever parser reads the events)."""
 
     what = "documents"
 
@@ -101,12 +112,44 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-StrictLoader.yaml_constructors = {
+_Strict.yaml_constructors = {
     tag: constructor for tag, constructor in yaml.SafeLoader.yaml_constructors.items() if tag in PLAIN_TAGS
 }
-StrictLoader.yaml_constructors["tag:yaml.org,2002:timestamp"] = yaml.SafeLoader.construct_yaml_str
-StrictLoader.yaml_constructors[None] = yaml.SafeLoader.construct_undefined
-StrictLoader.yaml_multi_constructors = {}
+_Strict.yaml_constructors["tag:yaml.org,2002:timestamp"] = yaml.SafeLoader.construct_yaml_str
+_Strict.yaml_constructors[None] = yaml.SafeLoader.construct_undefined
+_Strict.yaml_multi_constructors = {}
+
+
+class _PythonLoader(_Strict, Reader, Scanner, Parser):
+    """The checks over PyYAML's own scanner and parser: its messages say what it expected and found."""
+
+    def __init__(self, stream) -> None:
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+
+if CParser is not None:
+
+    class StrictLoader(_Strict, CParser):
+        """The strict loader; subclasses name what they load (``what = "policies"``) for the messages.
+
+        Events come from libyaml's scanner and parser (a 20-route policy loads in a quarter of the
+        pure-Python time); a document it refuses is read again by ``_PythonLoader`` for the message."""
+
+        def __init__(self, stream) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+else:  # pragma: no cover
+
+    class StrictLoader(_PythonLoader):  # type: ignore[no-redef]
+        """The strict loader; subclasses name what they load (``what = "policies"``) for the messages."""
 
 
 def load(text: str, loader: type[StrictLoader] = StrictLoader) -> Any:
@@ -115,10 +158,24 @@ def load(text: str, loader: type[StrictLoader] = StrictLoader) -> Any:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a restricted SafeLoader
     except StrictYamlError:
         raise
-    except yaml.constructor.ConstructorError as error:
+    except yaml.YAMLError as refused:
+        error = refused
+    if not issubclass(loader, _PythonLoader):
+        # Invalid YAML, said in PyYAML's words (what it expected, what it found), where it agrees.
+        explaining = type(loader.__name__, (_PythonLoader,), {"what": loader.what})
+        try:
+            yaml.load(text, Loader=explaining)  # noqa: S506 - a restricted SafeLoader
+        except StrictYamlError:
+            raise
+        except yaml.YAMLError as explained:
+            error = explained
+    raise _refusal(error) from error
+
+
+def _refusal(error: yaml.YAMLError) -> StrictYamlError:
+    if isinstance(error, yaml.constructor.ConstructorError):
         line = error.problem_mark.line + 1 if error.problem_mark else None
-        raise StrictYamlError(f"unsupported YAML: {error.problem}", line) from error
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise StrictYamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else None) from error
+        return StrictYamlError(f"unsupported YAML: {error.problem}", line)
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    return StrictYamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else None)

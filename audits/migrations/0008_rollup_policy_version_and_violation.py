@@ -18,7 +18,7 @@ from django.db import migrations, models
 def rebuild_rollups(apps, schema_editor):
     from audits.rollups import rebuild
 
-    rebuild(apps.get_model("audits", "DecisionRecord"), apps.get_model("audits", "DecisionRollup"))
+    rebuild(apps.get_model("audits", "DecisionRecord"), apps.get_model("audits", "DecisionRollup"), day_model=None)
 
 
 class Migration(migrations.Migration):
