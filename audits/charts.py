@@ -1,9 +1,9 @@
 """Charts of decision records: volume and cost per day by tier, provider or model, escalation rate
 by task, violations found per day by kind.
 
-The decision charts read the hourly rollups (``DecisionRollup``), never the records: each figure is
-one query summing at most a group's hours per day in the database (``TruncDay`` + ``values`` +
-``annotate``), whatever the number of records. The violations chart reads the violations by when
+The decision charts read the daily rollups (``DecisionDayRollup``), never the records: each figure
+is one query summing a group's days in the database (``values`` + ``annotate``), one row per group
+and day whatever the number of records. The violations chart reads the violations by when
 they were found (their own columns, no join to the records).
 """
 
@@ -17,7 +17,7 @@ from django.db.models.functions import TruncDay
 from registry.models import known_tiers
 from steward.charts import TIER_COLOURS, bar_chart, figure_json
 
-from .models import DecisionRollup, Violation, ViolationKind
+from .models import DecisionDayRollup, Violation, ViolationKind
 
 # By what the daily bars are stacked; the default shows dependence on one provider at a glance.
 GROUPINGS = {"provider": "provider", "tier": "tier", "model": "model"}
@@ -45,7 +45,9 @@ def _daily(rows: list[dict], group: str, measure: str, order: list[str]) -> tupl
     return [day.date().isoformat() for day in days], {name: series[name] for name in order if name in series}
 
 
-def decision_charts(rollups: QuerySet[DecisionRollup], grouping: str, violations: QuerySet[Violation] | None) -> dict:
+def decision_charts(
+    rollups: QuerySet[DecisionDayRollup], grouping: str, violations: QuerySet[Violation] | None
+) -> dict:
     """The explorer's figures as plotly JSON: decisions and cost per day, stacked by ``grouping``;
     escalation rate by task (from ``rollups``); violations found per day by kind (from ``violations``,
     not drawn when None)."""
@@ -56,14 +58,11 @@ def decision_charts(rollups: QuerySet[DecisionRollup], grouping: str, violations
     }
 
 
-def daily_charts(rollups: QuerySet[DecisionRollup], grouping: str) -> dict:
+def daily_charts(rollups: QuerySet[DecisionDayRollup], grouping: str) -> dict:
     """Decisions and cost per day stacked by ``grouping`` (one query), and whether there were none."""
     group = GROUPINGS.get(grouping, GROUPINGS[DEFAULT_GROUPING])
     rows = list(
-        rollups.annotate(day=TruncDay("hour"))
-        .values("day", group)
-        .annotate(n=Sum("requests"), cost=Sum("cost_micro_usd"))
-        .order_by("day", group)
+        rollups.values("day", group).annotate(n=Sum("requests"), cost=Sum("cost_micro_usd")).order_by("day", group)
     )
     totals: dict[str, int] = defaultdict(int)
     for row in rows:
@@ -109,7 +108,7 @@ def daily_charts(rollups: QuerySet[DecisionRollup], grouping: str) -> dict:
     }
 
 
-def escalation_chart(rollups: QuerySet[DecisionRollup]) -> str:
+def escalation_chart(rollups: QuerySet[DecisionDayRollup]) -> str:
     rows = rollups.order_by().values("task").annotate(n=Sum("requests"), escalated=Sum("escalations"))
     # Basis points, as the policy's caps are written; shown as percent. Highest at the top.
     rates = sorted(

@@ -18,7 +18,7 @@ from compliance.models import DataClassification
 from portfolio.models import PolicySet, Router, Task
 from registry.models import ModelVersion
 
-from .models import AuditEvent, DecisionRecord, DecisionRollup, Violation, ViolationKind
+from .models import AuditEvent, DecisionDayRollup, DecisionRecord, Violation, ViolationKind
 
 SYSTEM = "(system)"  # the person filter's value for events nobody signed in caused
 
@@ -164,21 +164,21 @@ def _cleaned(decisions: DecisionFilter) -> dict | None:
     return decisions.form.cleaned_data if decisions.is_valid() else None
 
 
-def rollups_for(decisions: DecisionFilter) -> tuple[QuerySet[DecisionRollup], list[str]]:
-    """The hourly rollups holding exactly the decisions of the filter, and the labels of the filters
+def rollups_for(decisions: DecisionFilter) -> tuple[QuerySet[DecisionDayRollup], list[str]]:
+    """The daily rollups holding exactly the decisions of the filter, and the labels of the filters
     they cannot answer (a router, a violation kind): with any of those, the rollups hold more.
 
-    The time filters are whole UTC days, so whole hours of rollups; every other filter but those two is
-    a field of the rollup's group.
+    The time filters are whole UTC days, so whole daily rollups (a twenty-fourth of the hourly rows);
+    every other filter but those two is a field of the rollup's group.
     """
     data = _cleaned(decisions)
     if data is None:
-        return DecisionRollup.objects.none(), []
-    rollups = DecisionRollup.objects.all()
+        return DecisionDayRollup.objects.none(), []
+    rollups = DecisionDayRollup.objects.all()
     if data.get("since"):
-        rollups = rollups.filter(hour__gte=day_start(data["since"]))
+        rollups = rollups.filter(day__gte=day_start(data["since"]))
     if data.get("until"):
-        rollups = rollups.filter(hour__lt=day_start(data["until"] + dt.timedelta(days=1)))
+        rollups = rollups.filter(day__lt=day_start(data["until"] + dt.timedelta(days=1)))
     for field in ROLLUP_FIELDS:
         if data.get(field) not in (None, ""):
             rollups = rollups.filter(**{field: data[field]})

@@ -45,7 +45,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from audits import charts, rollups  # noqa: E402
 from audits.exports import DECISION_COLUMNS  # noqa: E402
 from audits.filters import DecisionFilter, rollups_for, violations_for  # noqa: E402
-from audits.models import DecisionRecord, DecisionRollup, Violation, ViolationKind  # noqa: E402
+from audits.models import DecisionDayRollup, DecisionRecord, DecisionRollup, Violation, ViolationKind  # noqa: E402
 from portfolio.models import PolicySet, Router  # noqa: E402
 from steward.roles import AUDITORS  # noqa: E402
 from tests.factories import make_classification, make_model, make_provider, make_task, make_tier, make_version  # noqa: E402
@@ -192,11 +192,13 @@ def copy_records(rows: int, end: dt.datetime, router_ids: list[int]) -> None:
 
 
 def compute_rollups() -> None:
-    """Every record's hourly rollup by one ``INSERT … SELECT … GROUP BY`` (``audits.rollups.rebuild``),
-    then the VACUUM autovacuum makes of a table that changed this much (index-only scans need it)."""
+    """Every record's hourly rollup by one ``INSERT … SELECT … GROUP BY`` and the daily ones from those
+    (``audits.rollups.rebuild``), then the VACUUM autovacuum makes of tables that changed this much
+    (index-only scans need it)."""
     rollups.rebuild()
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM ANALYZE {DecisionRollup._meta.db_table}")
+        for model in (DecisionRollup, DecisionDayRollup):
+            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
 def _rollup_values(hours: list[dt.datetime]) -> dict[tuple, tuple]:
