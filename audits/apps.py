@@ -14,6 +14,8 @@ class AuditsConfig(AppConfig):
     verbose_name = "Audit trail and decisions"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from portfolio.impact import TRAFFIC_SOURCES
 
         from . import signals
@@ -21,3 +23,11 @@ class AuditsConfig(AppConfig):
         signals.connect()
         if rollup_traffic not in TRAFFIC_SOURCES:
             TRAFFIC_SOURCES.append(rollup_traffic)
+        post_migrate.connect(_partitions_ahead, sender=self)
+
+
+def _partitions_ahead(sender, using, **kwargs) -> None:
+    """After every ``migrate``: a fresh database accepts today's decisions into their partitions."""
+    from .partitions import create_partitions
+
+    create_partitions(using=using)

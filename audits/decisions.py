@@ -11,25 +11,28 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from compliance.models import DataClassification, StorageRule
+from compliance.models import StorageRule
 from portfolio.models import PolicyVersion, Router
 
-from . import rollups
+from . import partitions, rollups
 from .events import record as audit_record
 from .judging import PolicyBook
-from .models import DecisionRecord, DecisionRollup, Violation, ViolationKind
+from .models import ContentTally, DecisionContent, DecisionKey, DecisionRecord, DecisionRollup, Violation, ViolationKind
 from .records import check_records
 
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# The decision table's id sequence (PostgreSQL), from which ``_claim`` takes a batch's ids.
+DECISION_IDS = "audits_decisionrecord_id_seq"
 
 
 class ForeignPolicySet(Exception):
@@ -100,23 +103,24 @@ def ingest(router: Router, records: Any, *, text_checked: bool = False) -> Inges
 
 
 def _store(router: Router, policy_set: str, unique: dict[str, dict], result: IngestResult) -> None:
+    """Claim the batch's keys, then write the records whose key this call inserted, with their content,
+    violations, content tally and rollups: one transaction, a fixed number of queries on PostgreSQL."""
     with transaction.atomic():
-        existing = set(
-            DecisionRecord.objects.filter(router=router, request_id__in=list(unique)).values_list(
-                "request_id", flat=True
-            )
-        )
-        fresh = [record for request_id, record in unique.items() if request_id not in existing]
+        claimed = _claim(router, list(unique))
+        fresh = [record for request_id, record in unique.items() if request_id in claimed]
         duplicates = len(unique) - len(fresh)
-        book = PolicyBook(policy_set, fresh) if fresh else None
         decisions: list[DecisionRecord] = []
+        contents: list[tuple[DecisionRecord, str, str]] = []
         found: list[list[tuple[str, str]]] = []
+        book = PolicyBook(policy_set, fresh) if fresh else None
         for record in fresh:
             classification = book.classifications.get(record["classification"])
             # Unknown classifications keep only digests: the safe default for data nobody has classified.
             keep = classification is not None and classification.storage == StorageRule.CONTENT
+            retention = classification.retention_days if keep else None
             model = book.models.get(record["model"])
             decision = DecisionRecord(
+                id=claimed[record["request_id"]],
                 received_at=book.until,  # what the book read is what Steward had when it received the batch
                 router=router,
                 policy_set=policy_set,
@@ -134,73 +138,123 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
                 input_tokens=record["input_tokens"],
                 output_tokens=record["output_tokens"],
                 cost_micro_usd=record["cost_micro_usd"],
-                input_content=record["input"] if keep else "",
-                output_content=record["output"] if keep else "",
                 input_sha256=_digest(record["input"]) or record["input_sha256"],
                 output_sha256=_digest(record["output"]) or record["output_sha256"],
                 content_stored=keep,
+                # Retention as the classification has it now: editing it applies to records received afterwards.
+                content_expires_at=record["occurred_at"] + dt.timedelta(days=retention)
+                if retention is not None
+                else None,
             )
             problems = book.violations(decision)
             decision.has_violation = bool(problems)
             decisions.append(decision)
             found.append(problems)
-        stored = _write(decisions)
-        duplicates += len(decisions) - len(stored)
-        violations = [
-            Violation(
-                kind=kind,
-                decision_id=stored[decision.request_id],
-                policy_set=policy_set,
-                task=decision.task,
-                classification=decision.classification,
-                detail=detail,
-            )
-            for decision, problems in zip(decisions, found, strict=True)
-            if decision.request_id in stored
-            for kind, detail in problems
-        ]
-        Violation.objects.bulk_create(violations, batch_size=500)
-        rollups.add_batch(
-            {name: getattr(d, name) for name in rollups.ROW_FIELDS} for d in decisions if d.request_id in stored
-        )
-    result.accepted += len(stored)
+            if keep:
+                contents.append((decision, record["input"], record["output"]))
+        if decisions:
+            _write(router, decisions)
+            violations = [
+                Violation(
+                    kind=kind,
+                    decision_id=decision.pk,
+                    policy_set=policy_set,
+                    task=decision.task,
+                    classification=decision.classification,
+                    detail=detail,
+                    detected_at=book.until,
+                )
+                for decision, problems in zip(decisions, found, strict=True)
+                for kind, detail in problems
+            ]
+            _write_dependents(contents, violations)
+            rollups.add_batch({name: getattr(d, name) for name in rollups.ROW_FIELDS} for d in decisions)
+            result.violations += len(violations)
+    result.accepted += len(decisions)
     result.duplicates += duplicates
-    result.violations += len(violations)
 
 
-def _write(decisions: list[DecisionRecord]) -> dict[str, int]:
-    """Store the batch's new decisions; the ids of those stored, by request id.
+def _claim(router: Router, request_ids: list[str]) -> dict[str, int | None]:
+    """The request ids of the batch not stored before, each with the id its decision gets.
 
-    On PostgreSQL the rows go by ``COPY`` into a staging table of the transaction, then into the
-    decision table in one statement that skips a (router, request id) already there: a batch posted
-    twice at the same moment stores each record once, the second waiting on the first's rows.
+    PostgreSQL: the keys go in first, in one statement that skips a (router, request id) already
+    there and takes the decision ids from the sequence; a second worker posting the same batch at the
+    same moment waits on the first's keys, then skips them. Keys are inserted in request id order, so
+    two overlapping batches wait for each other instead of deadlocking. SQLite (one writer at a time):
+    the ids come with the rows, and the keys go in after them (``_write``); a key stored meanwhile by
+    another process fails the transaction, which ``ingest`` then runs again.
     """
     if connection.vendor != "postgresql":
-        DecisionRecord.objects.bulk_create(decisions, batch_size=500)
-        return {decision.request_id: decision.pk for decision in decisions}
-    fields = [f for f in DecisionRecord._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(DecisionRecord._meta.db_table)
-    router_column = connection.ops.quote_name(DecisionRecord._meta.get_field("router").column)
+        taken = set(
+            DecisionKey.objects.filter(router=router, request_id__in=request_ids).values_list("request_id", flat=True)
+        )
+        return {request_id: None for request_id in request_ids if request_id not in taken}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE decision_staging ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"
+            f"INSERT INTO {DecisionKey._meta.db_table} (router_id, request_id, decision_id)"
+            f" SELECT %s, request_id, nextval('{DECISION_IDS}') FROM unnest(%s::varchar[]) AS request_id"
+            " ORDER BY request_id ON CONFLICT DO NOTHING RETURNING request_id, decision_id",
+            [router.pk, request_ids],
         )
-        with cursor.cursor.copy(f"COPY decision_staging ({columns}) FROM STDIN") as copy:
-            for decision in decisions:
-                copy.write_row([getattr(decision, f.attname) for f in fields])
-        stored = _move_from_staging(cursor, table, columns, router_column)
-        cursor.execute("DROP TABLE decision_staging")  # also inside an outer transaction (ON COMMIT is later)
-        return stored
+        return dict(cursor.fetchall())
 
 
-def _move_from_staging(cursor, table: str, columns: str, router_column: str) -> dict[str, int]:
-    """The staging table's rows not yet stored, moved into the decision table: their ids by request id."""
-    cursor.execute(
-        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM decision_staging"
-        f" ON CONFLICT ({router_column}, request_id) DO NOTHING RETURNING request_id, id"
+def _write(router: Router, decisions: list[DecisionRecord]) -> None:
+    """Store the claimed decisions: PostgreSQL by ``COPY`` straight into the (partitioned) table with
+    the ids ``_claim`` took; SQLite by ``bulk_create``, then their keys."""
+    if connection.vendor != "postgresql":
+        DecisionRecord.objects.bulk_create(decisions, batch_size=500)
+        DecisionKey.objects.bulk_create(
+            [DecisionKey(router=router, request_id=d.request_id, decision_id=d.pk) for d in decisions], batch_size=500
+        )
+        return
+    with connection.cursor() as cursor:
+        _copy(cursor, DecisionRecord, decisions)
+
+
+def _write_dependents(contents: list[tuple[DecisionRecord, str, str]], violations: list[Violation]) -> None:
+    """The stored decisions' kept content, their violations, and the tally of content expiring per day."""
+    kept = [
+        DecisionContent(
+            decision_id=decision.pk, expires_at=decision.content_expires_at, input_content=i, output_content=o
+        )
+        for decision, i, o in contents
+    ]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            if kept:
+                _copy(cursor, DecisionContent, kept)
+            if violations:
+                _copy(cursor, Violation, violations)
+    else:
+        DecisionContent.objects.bulk_create(kept, batch_size=500)
+        Violation.objects.bulk_create(violations, batch_size=500)
+    tally = Counter(
+        (decision.content_expires_at.astimezone(dt.UTC).date(), decision.classification)
+        for decision, _, _ in contents
+        if decision.content_expires_at is not None
     )
-    return dict(cursor.fetchall())
+    if tally:
+        table = ContentTally._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (day, classification, rows) VALUES {', '.join(['(%s, %s, %s)'] * len(tally))}"
+                f" ON CONFLICT (day, classification) DO UPDATE SET rows = {table}.rows + excluded.rows",
+                [value for key in sorted(tally) for value in (*key, tally[key])],  # in key order: no deadlock
+            )
+
+
+def _copy(cursor, model: type[models.Model], objects: list[models.Model]) -> None:
+    """``COPY`` the objects' rows into the model's table (the id too when they have one, else the table
+    makes it), logged like any query when Django logs them (``connection.queries``, query-count tests)."""
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and objects[0].pk is None)]
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    sql = f"COPY {table} ({columns}) FROM STDIN"
+    logged = getattr(cursor, "debug_sql", None)
+    with logged(sql) if logged else nullcontext(), cursor.cursor.copy(sql) as copy:
+        for obj in objects:
+            copy.write_row([getattr(obj, f.attname) for f in fields])
 
 
 # --- scheduled checks ---------------------------------------------------------------------------
@@ -279,19 +333,27 @@ def check_escalation_rates(now: dt.datetime | None = None, window: dt.timedelta 
 
 
 def remove_expired_content(now: dt.datetime | None = None) -> dict[str, int]:
-    """Blank the content of decision records older than their classification's retention; keep digests."""
+    """Remove the kept content whose retention ended before today (UTC), keeping metadata and digests.
+
+    On PostgreSQL the content partitions of the days that ended are dropped whole (no row is
+    rewritten) and the expired rows of the DEFAULT partition deleted; on SQLite the rows are deleted.
+    Each removed range is logged (``ContentDrop``: what "content removed at" reads); the counts by
+    classification come from the tally kept at ingest. Returns those counts.
+    """
     now = now or timezone.now()
-    removed: dict[str, int] = {}
-    for classification in DataClassification.objects.filter(retention_days__isnull=False):
-        cutoff = now - dt.timedelta(days=classification.retention_days)
-        count = DecisionRecord.objects.filter(
-            classification=classification.slug,
-            occurred_at__lt=cutoff,
-            content_stored=True,
-            content_removed_at__isnull=True,
-        ).update(input_content="", output_content="", content_stored=False, content_removed_at=now)
-        if count:
-            removed[classification.slug] = count
+    cutoff = partitions.day_start(now)
+    with transaction.atomic():
+        expired = ContentTally.objects.filter(day__lt=cutoff.date())
+        removed: dict[str, int] = defaultdict(int)
+        by_day: dict[dt.date, int] = defaultdict(int)
+        for day, classification, rows in expired.order_by("day", "classification").values_list(
+            "day", "classification", "rows"
+        ):
+            removed[classification] += rows
+            by_day[day] += rows
+        partitions.drop_content_before(cutoff, now, by_day)
+        expired.delete()
+    removed = {slug: count for slug, count in sorted(removed.items()) if count}
     audit_record(
         "decisions.retention",
         object_type="audits.decisionrecord",

@@ -39,7 +39,8 @@ from django.db.models.functions import NullIf
 
 from steward.exports import FORMULA_STARTS, Echo, spreadsheet_safe
 
-from .models import AuditEvent, DecisionRecord, Violation
+from .models import AuditEvent, ContentDrop, DecisionRecord, Violation
+from .partitions import ContentRemovals
 
 CHUNK = 2000
 COPY_ROWS = 500  # rows of COPY's output per piece streamed: some hundred kilobytes
@@ -66,12 +67,14 @@ DECISION_COLUMNS = (
     ("input_sha256", "input_sha256"),
     ("output_sha256", "output_sha256"),
     ("content_stored", "content_stored"),
-    ("content_removed_at", "content_removed_at"),
+    # Read from the log of removed content (``ContentRemovals``) by the expiry.
+    ("content_removed_at", "content_expires_at"),
     ("has_violation", "has_violation"),
 )
 DECISION_HEADER = [name for name, _ in DECISION_COLUMNS] + ["violations"]
 _NAMES = [name for name, _ in DECISION_COLUMNS]
 FLAGGED = _NAMES.index("has_violation")
+STORED, REMOVED, RECEIVED = (_NAMES.index(name) for name in ("content_stored", "content_removed_at", "received_at"))
 TIMES = [_NAMES.index(name) for name in ("occurred_at", "received_at", "content_removed_at")]
 # Text a router reported, which a spreadsheet might otherwise read as a formula.
 TEXT = [_NAMES.index(name) for name in ("request_id", "task", "classification", "model", "provider", "tier")]
@@ -103,10 +106,12 @@ def _chunks(decisions: QuerySet[DecisionRecord]) -> Iterator[list[tuple[tuple, l
     """The exported values of the decisions, a chunk at a time, each row with its violations' kinds.
 
     Kinds are looked up once per chunk, for the flagged rows only, rather than by a join that
-    would have to group the whole export before its first row.
+    would have to group the whole export before its first row. When retention removed a row's
+    content comes from the log of removed ranges, read once.
     """
     fields = [field for _, field in DECISION_COLUMNS]
     rows = decisions.order_by("-occurred_at", "-pk").values_list(*fields).iterator(chunk_size=CHUNK)
+    removals = ContentRemovals()
     chunk: list[tuple] = []
 
     def with_kinds() -> list[tuple[tuple, list[str]]]:
@@ -119,6 +124,9 @@ def _chunks(decisions: QuerySet[DecisionRecord]) -> Iterator[list[tuple[tuple, l
         return [(row, kinds.get(row[0], [])) for row in chunk]
 
     for row in rows:
+        if row[REMOVED] is not None:  # the expiry, until replaced by the removal
+            removed = removals.at(row[STORED], row[REMOVED], row[RECEIVED])
+            row = (*row[:REMOVED], removed, *row[REMOVED + 1 :])
         chunk.append(row)
         if len(chunk) == CHUNK:
             yield with_kinds()
@@ -190,11 +198,35 @@ def _model_field(path: str) -> Field:
     return model._meta.pk if name == "pk" else model._meta.get_field(name)
 
 
+def _content_removed_at() -> Case:
+    """When retention removed a record's kept content, as ``ContentRemovals.at`` reads it from the log:
+    the first drop covering its expiry made after the record arrived, formatted as a time. The log's
+    last end is read once (an uncorrelated subquery), so only records whose content can have been
+    removed look into the log."""
+    first_drop = (
+        ContentDrop.objects.filter(
+            range_start__lte=OuterRef("content_expires_at"),
+            range_end__gt=OuterRef("content_expires_at"),
+            dropped_at__gte=OuterRef("received_at"),
+        )
+        .order_by("dropped_at")
+        .annotate(cell=_Time(F("dropped_at")))
+        .values("cell")[:1]
+    )
+    last_end = ContentDrop.objects.order_by("-range_end").values("range_end")[:1]
+    return Case(
+        When(content_stored=True, content_expires_at__lt=Subquery(last_end), then=Subquery(first_drop)),
+        output_field=TextField(),
+    )
+
+
 def _cell(name: str, path: str) -> Any:
     """One exported column in SQL, formatted as ``_written_csv`` writes its value.
 
     COPY's CSV writes NULL as an empty cell and an empty string as ``""``, where ``csv.writer`` writes
     an empty cell for both: empty text becomes NULL here."""
+    if name == "content_removed_at":
+        return _content_removed_at()
     field = _model_field(path)
     if isinstance(field, BooleanField):
         return _Boolean(F(path))

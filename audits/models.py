@@ -11,9 +11,12 @@ log outside the database, are what still disagrees then.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 
 class AuditEvent(models.Model):
@@ -130,42 +133,54 @@ class AuditVerification(models.Model):
 class DecisionRecord(models.Model):
     """What a router decided for one request, under which policy version, with which model.
 
-    Content is kept or reduced to its SHA-256 digest by the classification's storage rule, and
-    removed after the classification's retention period (the digests and metadata stay).
+    Content is kept (in ``DecisionContent``) or reduced to its SHA-256 digest by the classification's
+    storage rule, and removed after the classification's retention period; the digests and metadata
+    stay. On PostgreSQL the table is partitioned by month of ``occurred_at`` (see migration 0010 and
+    ``audits.partitions``); ``DecisionKey`` holds the (router, request id) that makes ingest idempotent.
     """
 
-    router = models.ForeignKey("portfolio.Router", on_delete=models.PROTECT, related_name="decisions")
-    policy_set = models.CharField(max_length=40, db_index=True)
+    # Integrity with the router is held by the key table's foreign key, written in the same transaction:
+    # the decision table takes no per-row foreign key check at ingest.
+    router = models.ForeignKey(
+        "portfolio.Router", on_delete=models.PROTECT, related_name="decisions", db_constraint=False
+    )
+    policy_set = models.CharField(max_length=40)
     request_id = models.CharField(max_length=128)
-    occurred_at = models.DateTimeField(db_index=True)
+    occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
-    task = models.CharField(max_length=60, db_index=True)
-    classification = models.CharField(max_length=50, db_index=True)
-    model = models.CharField(max_length=200, db_index=True)
-    provider = models.CharField(max_length=50, blank=True, db_index=True)
+    task = models.CharField(max_length=60)
+    classification = models.CharField(max_length=50)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=50, blank=True)
     tier = models.CharField(max_length=30, blank=True)
-    policy_version = models.PositiveIntegerField(db_index=True)
+    policy_version = models.PositiveIntegerField()
     fallback_used = models.BooleanField(default=False)
     escalated = models.BooleanField(default=False)
     latency_ms = models.PositiveIntegerField()
     input_tokens = models.PositiveIntegerField()
     output_tokens = models.PositiveIntegerField()
     cost_micro_usd = models.BigIntegerField()
-    input_content = models.TextField(blank=True)
-    output_content = models.TextField(blank=True)
     input_sha256 = models.CharField(max_length=64, blank=True)
     output_sha256 = models.CharField(max_length=64, blank=True)
-    content_stored = models.BooleanField(default=False, help_text="False when only digests were kept.")
-    content_removed_at = models.DateTimeField(null=True, blank=True)
-    has_violation = models.BooleanField(default=False, db_index=True)
+    content_stored = models.BooleanField(
+        default=False, help_text="True when the content was kept at ingest (it stays True after retention removed it)."
+    )
+    content_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When retention removes the kept content: occurred_at plus the classification's retention at ingest.",
+    )
+    has_violation = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-occurred_at", "-pk"]
-        constraints = [
-            models.UniqueConstraint(fields=["router", "request_id"], name="one_decision_per_router_request"),
-        ]
+        # Why each index exists: the docstring of migration 0010.
         indexes = [
+            models.Index(fields=["-occurred_at", "-id"], name="decision_newest_first"),
             models.Index(fields=["policy_set", "task", "occurred_at"]),
+            models.Index(
+                fields=["-occurred_at", "-id"], condition=models.Q(has_violation=True), name="decision_flagged"
+            ),
             # The global search finds a decision by its request id alone, whichever router sent it.
             models.Index(fields=["request_id"], name="audits_decision_request_id"),
         ]
@@ -175,6 +190,88 @@ class DecisionRecord(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("audits:decision", args=[self.pk])
+
+    def read_content(self) -> DecisionContent | None:
+        """The kept input and output text, or None (digest only, or removed by retention).
+
+        One query, which names the expiry too, so PostgreSQL reads only the partition holding it."""
+        if not self.content_stored:
+            return None
+        return DecisionContent.objects.filter(decision_id=self.pk, expires_at=self.content_expires_at).first()
+
+    @cached_property
+    def content_removed_at(self) -> dt.datetime | None:
+        """When retention removed the kept content (from the log of removed ranges), or None."""
+        from .partitions import ContentRemovals
+
+        return ContentRemovals().removed_at(self)
+
+
+class DecisionContent(models.Model):
+    """The input and output text of a decision whose classification keeps content.
+
+    Apart from the decision so that retention drops whole partitions (PostgreSQL: one per day of
+    ``expires_at``, and a DEFAULT partition for content without expiry) instead of rewriting rows.
+    ``expires_at`` is the decision's ``content_expires_at``.
+    """
+
+    decision = models.OneToOneField(
+        DecisionRecord, on_delete=models.CASCADE, primary_key=True, db_constraint=False, related_name="content"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    input_content = models.TextField(blank=True)
+    output_content = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"content of decision #{self.decision_id}"
+
+
+class DecisionKey(models.Model):
+    """The (router, request id) of every stored decision: what makes ingest idempotent.
+
+    Ingest inserts a batch's keys first and writes only the decisions whose key it inserted, so two
+    workers posting the same batch at the same moment store each record once."""
+
+    pk = models.CompositePrimaryKey("router", "request_id")
+    router = models.ForeignKey("portfolio.Router", on_delete=models.PROTECT, related_name="+")
+    request_id = models.CharField(max_length=128)
+    decision_id = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.request_id} of router #{self.router_id}: decision #{self.decision_id}"
+
+
+class ContentDrop(models.Model):
+    """A range of content expiry times whose content retention removed, and when.
+
+    The decision keeps ``content_stored`` and ``content_expires_at``: a record's content was removed
+    at the first drop covering its expiry made after the record arrived."""
+
+    range_start = models.DateTimeField()
+    range_end = models.DateTimeField()
+    dropped_at = models.DateTimeField()
+    rows = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["dropped_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"content expiring {self.range_start:%Y-%m-%d %H:%M} to {self.range_end:%Y-%m-%d %H:%M} dropped"
+
+
+class ContentTally(models.Model):
+    """How many decisions' kept content expires on each (UTC) day, by classification, kept at ingest:
+    retention reports what it removed by classification without reading the content it drops."""
+
+    day = models.DateField()
+    classification = models.CharField(max_length=50)
+    rows = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "classification"], name="content_tally_day_class")]
+
+    def __str__(self) -> str:
+        return f"{self.rows} {self.classification} expiring {self.day}"
 
 
 class ViolationKind(models.TextChoices):
@@ -191,8 +288,14 @@ class Violation(models.Model):
     """A rule broken by a router's decision (or, for escalation rates, by a route over a window)."""
 
     kind = models.CharField(max_length=30, choices=ViolationKind.choices, db_index=True)
+    # No foreign key constraint into a partitioned table; ingest writes both in one transaction.
     decision = models.ForeignKey(
-        DecisionRecord, on_delete=models.CASCADE, null=True, blank=True, related_name="violations"
+        DecisionRecord,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="violations",
+        db_constraint=False,
     )
     policy_set = models.CharField(max_length=40)
     task = models.CharField(max_length=60, blank=True)

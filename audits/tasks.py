@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from .decisions import check_escalation_rates, remove_expired_content
+from .partitions import create_partitions
 from .verification import make_checkpoint, verify_full, verify_recent
 
 
@@ -14,6 +15,12 @@ def escalation_rates() -> int:
 def retention() -> dict[str, int]:
     """Daily: remove decision content older than its classification's retention, keeping digests."""
     return remove_expired_content()
+
+
+@shared_task(name="audits.create_partitions", acks_late=True)
+def partitions_ahead() -> list[str]:
+    """Daily: the decision and content partitions ahead of time (PostgreSQL); the names created."""
+    return create_partitions()
 
 
 @shared_task(name="audits.make_checkpoint", acks_late=True)

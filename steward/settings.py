@@ -302,6 +302,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "impact-outcomes": {"task": "portfolio.record_impact_outcomes", "schedule": 3600},
     "escalation-rates": {"task": "audits.check_escalation_rates", "schedule": 900},
     "decision-retention": {"task": "audits.remove_expired_content", "schedule": 24 * 3600},
+    "decision-partitions": {"task": "audits.create_partitions", "schedule": 24 * 3600},
     "evaluation-schedule": {"task": "registry.dispatch_due_runs", "schedule": 60},
     "evaluation-watchdog": {"task": "registry.watchdog", "schedule": 60},
     # Signed checkpoints of the audit trail (and one at every publish); then an incremental

@@ -98,8 +98,8 @@ def _totals(filterset: DecisionFilter) -> dict:
 def decisions(request: HttpRequest) -> HttpResponse:
     """The decisions explorer: filters, totals for them, a keyset-paged table; charts load beside it."""
     filterset = _decision_filter(request, default_window=True)
-    # The content (up to a million characters each) is for the record's own page, not the list.
-    listed = filterset.qs.select_related("router").defer("input_content", "output_content")
+    # The content lives in its own table: it is for the record's own page, not the list.
+    listed = filterset.qs.select_related("router")
     page = keyset_page(listed, DECISION_KEY, request)
     query = query_string(request, filterset.data)
     context = {
@@ -179,6 +179,13 @@ def decisions_jsonl(request: HttpRequest) -> HttpResponse:
 
 @permission_required(VIEW_DECISIONS, raise_exception=True)
 def decision(request: HttpRequest, pk: int) -> HttpResponse:
-    """One decision record and the chain behind it."""
+    """One decision record, its kept content (or when retention removed it) and the chain behind it."""
     found = get_object_or_404(DecisionRecord.objects.select_related("router"), pk=pk)
-    return render(request, "audits/decision.html", {"decision": found, **decision_chain(found)})
+    content = found.read_content()
+    context = {
+        "decision": found,
+        "content": content,
+        "content_removed_at": found.content_removed_at if content is None else None,
+        **decision_chain(found),
+    }
+    return render(request, "audits/decision.html", context)

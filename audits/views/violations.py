@@ -24,9 +24,7 @@ def violations(request: HttpRequest) -> HttpResponse:
     """Violations newest first, by kind, policy set and date, each linked to its decision."""
     filterset = ViolationFilter(
         request.GET or None,
-        queryset=Violation.objects.select_related("decision").defer(
-            "decision__input_content", "decision__output_content"
-        ),
+        queryset=Violation.objects.select_related("decision"),
     )
     page = keyset_page(filtered(filterset), VIOLATION_KEY, request)
     context = {"filter": filterset, "page": page, "query": query_string(request)}

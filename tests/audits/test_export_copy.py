@@ -11,7 +11,7 @@ from django.test import Client
 
 from audits.exports import _copied_csv, _written_csv, decision_copy_sql
 from audits.filters import DecisionFilter
-from audits.models import DecisionRecord, Violation, ViolationKind
+from audits.models import ContentDrop, DecisionRecord, Violation, ViolationKind
 
 from .conftest import decision
 from .test_exports import insert_decisions
@@ -54,11 +54,44 @@ def awkward(world):
     records.append(decision(97, occurred_at="0001-01-01T00:00:00Z"))
     records.append(decision(96, model="beta/other@1", classification="secret"))  # two kinds of violation
     assert report(world["token"], records)["rejected"] == 0
+    # Content removed by retention: by a day's partition dropped (a fraction of a second in its time), by
+    # a range of the DEFAULT partition deleted later; and content received after its range was dropped.
+    day, span = dt.datetime(2026, 11, 29, tzinfo=dt.UTC), dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    ContentDrop.objects.bulk_create(
+        [
+            ContentDrop(
+                range_start=day,
+                range_end=day + dt.timedelta(days=1),
+                dropped_at=dt.datetime(2026, 12, 1, 8, 30, 0, 250, tzinfo=dt.UTC),
+                rows=2,
+            ),
+            ContentDrop(
+                range_start=span,
+                range_end=span + dt.timedelta(days=5),
+                dropped_at=dt.datetime(2026, 12, 2, 3, tzinfo=dt.UTC),
+                rows=1,
+            ),
+        ]
+    )
     DecisionRecord.objects.filter(request_id="req-99").update(
-        provider="", tier="", input_sha256="", content_removed_at=dt.datetime(2026, 12, 1, 8, 30, 0, 250, tzinfo=dt.UTC)
+        provider="",
+        tier="",
+        input_sha256="",
+        content_stored=True,
+        content_expires_at=day + dt.timedelta(hours=10),
+        received_at=day - dt.timedelta(days=1),
     )
     DecisionRecord.objects.filter(request_id="req-98").update(
-        model='=HYPERLINK("http://evil")', provider="-x", tier="@t", policy_set='staging,\n"b"'
+        model='=HYPERLINK("http://evil")',
+        provider="-x",
+        tier="@t",
+        policy_set='staging,\n"b"',
+        content_stored=True,
+        content_expires_at=day + dt.timedelta(hours=11),
+        received_at=dt.datetime(2026, 12, 3, tzinfo=dt.UTC),
+    )
+    DecisionRecord.objects.filter(request_id="req-96").update(
+        content_stored=True, content_expires_at=span + dt.timedelta(days=1), received_at=span
     )
     # Flagged without a violation row (as the bench's generated records), and one kind on a record
     # that is not flagged: each export writes kinds only for flagged records.
@@ -76,6 +109,7 @@ def test_copy_writes_the_same_bytes_as_the_csv_writer(awkward):
     assert copied.count(b"\r\n") > len(AWKWARD) + 4  # the records are there, with their CRLFs
     assert copied == written
     assert b"0001-01-01T00:00:00Z" in copied and b'"\'=HYPERLINK(""http://evil"")"' in copied
+    assert b",2026-12-01T08:30:00.000250Z," in copied and b",2026-12-02T03:00:00Z," in copied
 
 
 @pytest.mark.parametrize(

@@ -156,14 +156,14 @@ def insert_decisions(router_id: int, count: int, start: int = 1) -> None:
             INSERT INTO {DecisionRecord._meta.db_table} (
                 router_id, policy_set, request_id, occurred_at, received_at, task, classification, model,
                 provider, tier, policy_version, fallback_used, escalated, latency_ms, input_tokens,
-                output_tokens, cost_micro_usd, input_content, output_content, input_sha256, output_sha256,
+                output_tokens, cost_micro_usd, input_sha256, output_sha256,
                 content_stored, has_violation
             )
             SELECT %s, 'production', 'bulk-' || i, now() - (i %% 2419200) * interval '1 second', now(),
                    (ARRAY['ticket-triage', 'support-reply', 'contract-review'])[1 + i %% 3], 'internal',
                    (ARRAY['acme/small-a@1', 'beta/small-b@1', 'acme/large-a@1'])[1 + i %% 3],
                    (ARRAY['acme', 'beta', 'acme'])[1 + i %% 3], 'small', 1, i %% 7 = 0, i %% 11 = 0,
-                   400 + i %% 300, 800, 40, 144, '', '', md5(i::text) || md5((i + 1)::text),
+                   400 + i %% 300, 800, 40, 144, md5(i::text) || md5((i + 1)::text),
                    md5((-i)::text) || md5((i - 1)::text), false, i %% 50 = 0
             FROM generate_series(%s, %s) AS i
             """,

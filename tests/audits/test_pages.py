@@ -14,10 +14,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from audits.decisions import remove_expired_content
 from audits.events import record
 from audits.models import AuditEvent, DecisionRecord, Violation, ViolationKind
 from audits.verification import verify_recent
-from compliance.models import MatrixCell
+from compliance.models import DataClassification, MatrixCell
 from portfolio.feed import register_router
 from registry.models import Status, VersionTransition
 
@@ -413,6 +414,7 @@ def test_the_chain_api_answers_what_the_decision_page_shows(people, world):
 
 
 def test_decision_page_marks_digests_retention_and_violations(people, world):
+    DataClassification.objects.filter(slug="internal").update(retention_days=1)
     report(world["token"], [decision(1, classification="secret", input="patient 42"), decision(2)])
     secret = DecisionRecord.objects.get(request_id="req-1")
     client = client_as(people, "dave")
@@ -421,9 +423,7 @@ def test_decision_page_marks_digests_retention_and_violations(people, world):
     assert "Model not usable in the compliance matrix" in body
     assert "Nobody has requested or decided this cell." in body
 
-    DecisionRecord.objects.filter(request_id="req-2").update(
-        input_content="", output_content="", content_stored=False, content_removed_at=timezone.now()
-    )
+    remove_expired_content(now=timezone.now() + dt.timedelta(days=3))  # the day its retention ended is over
     removed = DecisionRecord.objects.get(request_id="req-2")
     assert "content removed by retention" in client.get(f"/audit/decisions/{removed.pk}/").content.decode()
 

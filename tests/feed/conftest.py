@@ -66,7 +66,8 @@ def _take_snapshot() -> Snapshot:
     with connection.cursor() as cursor:
         for table in tables:
             buffer = io.BytesIO()
-            with cursor.cursor.copy(f"COPY {_quote(table)} TO STDOUT") as copy:
+            # The SELECT form: a partitioned table (the decision records) has no rows of its own to copy.
+            with cursor.cursor.copy(f"COPY (SELECT * FROM {_quote(table)}) TO STDOUT") as copy:
                 for chunk in copy:
                     buffer.write(chunk)
             rows[table] = buffer.getvalue()
