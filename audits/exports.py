@@ -39,8 +39,7 @@ from django.db.models.functions import NullIf
 
 from steward.exports import FORMULA_STARTS, Echo, spreadsheet_safe
 
-from .models import AuditEvent, ContentDrop, DecisionRecord, Violation
-from .partitions import ContentRemovals
+from .models import AuditEvent, ContentDrop, ContentRemovals, DecisionRecord, Violation
 
 CHUNK = 2000
 COPY_ROWS = 500  # rows of COPY's output per piece streamed: some hundred kilobytes

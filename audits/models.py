@@ -12,6 +12,7 @@ log outside the database, are what still disagrees then.
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 
 from django.db import models
 from django.urls import reverse
@@ -202,8 +203,6 @@ class DecisionRecord(models.Model):
     @cached_property
     def content_removed_at(self) -> dt.datetime | None:
         """When retention removed the kept content (from the log of removed ranges), or None."""
-        from .partitions import ContentRemovals
-
         return ContentRemovals().removed_at(self)
 
 
@@ -257,6 +256,44 @@ class ContentDrop(models.Model):
 
     def __str__(self) -> str:
         return f"content expiring {self.range_start:%Y-%m-%d %H:%M} to {self.range_end:%Y-%m-%d %H:%M} dropped"
+
+
+DAY = dt.timedelta(days=1)
+
+
+def day_start(moment: dt.datetime) -> dt.datetime:
+    """The start of the UTC day of ``moment``: content partitions begin and end there."""
+    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class ContentRemovals:
+    """When retention removed decisions' kept content, from the log of removed ranges (read once).
+
+    A record's content was removed by the first drop covering its ``content_expires_at`` made after
+    the record arrived: a record received after its range's partition was dropped waited in the
+    DEFAULT partition for a later retention run.
+    """
+
+    def __init__(self) -> None:
+        self.days: dict[dt.date, list[dt.datetime]] = defaultdict(list)  # one-day partitions dropped
+        self.spans: list[tuple[dt.datetime, dt.datetime, dt.datetime]] = []  # other ranges removed
+        self.end: dt.datetime | None = None
+        for start, end, at in ContentDrop.objects.values_list("range_start", "range_end", "dropped_at"):
+            if end - start == DAY and start == day_start(start):
+                self.days[start.astimezone(dt.UTC).date()].append(at)
+            else:
+                self.spans.append((start, end, at))
+            self.end = end if self.end is None else max(self.end, end)
+
+    def at(self, stored: bool, expires_at: dt.datetime | None, received_at: dt.datetime) -> dt.datetime | None:
+        if not stored or expires_at is None or self.end is None or expires_at >= self.end:
+            return None
+        candidates = [at for at in self.days.get(expires_at.astimezone(dt.UTC).date(), ()) if at >= received_at]
+        candidates += [at for start, end, at in self.spans if start <= expires_at < end and at >= received_at]
+        return min(candidates, default=None)
+
+    def removed_at(self, decision: DecisionRecord) -> dt.datetime | None:
+        return self.at(decision.content_stored, decision.content_expires_at, decision.received_at)
 
 
 class ContentTally(models.Model):

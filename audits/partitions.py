@@ -1,4 +1,4 @@
-"""Partitions of the decision tables on PostgreSQL, and when retention removed a record's content.
+"""Partitions of the decision tables on PostgreSQL: made ahead, and dropped when retention ends.
 
 ``audits_decisionrecord`` is partitioned by month of ``occurred_at`` (``audits_decisionrecord_pYYYYMM``)
 and ``audits_decisioncontent`` by UTC day of ``expires_at`` (``audits_decisioncontent_pYYYYMMDD``),
@@ -8,30 +8,24 @@ them ahead (beat task ``audits.create_partitions``, daily, and after every ``mig
 drops the content partitions whose whole day ended and deletes the expired rows of the DEFAULT one.
 
 SQLite keeps plain tables: there, creating partitions does nothing and retention deletes rows.
-Both log what they removed in ``ContentDrop``, which is where "content removed at" comes from.
+Both log what they removed in ``ContentDrop``, which is where "content removed at" comes from
+(``audits.models.ContentRemovals``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from .models import ContentDrop, DecisionContent, DecisionRecord
+from .models import DAY, ContentDrop, DecisionContent, DecisionRecord, day_start
 
 DECISIONS = DecisionRecord._meta.db_table
 CONTENT = DecisionContent._meta.db_table
 MONTHS_AHEAD = 3
 DAYS_BEYOND_RETENTION = 7
-DAY = dt.timedelta(days=1)
-
-
-def day_start(moment: dt.datetime) -> dt.datetime:
-    """The start of the UTC day of ``moment``: content partitions begin and end there."""
-    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _month_start(moment: dt.datetime) -> dt.datetime:
@@ -151,33 +145,3 @@ def drop_content_before(cutoff: dt.datetime, now: dt.datetime, rows_by_day: dict
         drops.append(ContentDrop(range_start=first, range_end=cutoff, dropped_at=now, rows=count))
     ContentDrop.objects.bulk_create(drops)
     return drops
-
-
-class ContentRemovals:
-    """When retention removed decisions' kept content, from the log of removed ranges (read once).
-
-    A record's content was removed by the first drop covering its ``content_expires_at`` made after
-    the record arrived: a record received after its range's partition was dropped waited in the
-    DEFAULT partition for a later retention run.
-    """
-
-    def __init__(self) -> None:
-        self.days: dict[dt.date, list[dt.datetime]] = defaultdict(list)  # one-day partitions dropped
-        self.spans: list[tuple[dt.datetime, dt.datetime, dt.datetime]] = []  # other ranges removed
-        self.end: dt.datetime | None = None
-        for start, end, at in ContentDrop.objects.values_list("range_start", "range_end", "dropped_at"):
-            if end - start == DAY and start == day_start(start):
-                self.days[start.astimezone(dt.UTC).date()].append(at)
-            else:
-                self.spans.append((start, end, at))
-            self.end = end if self.end is None else max(self.end, end)
-
-    def at(self, stored: bool, expires_at: dt.datetime | None, received_at: dt.datetime) -> dt.datetime | None:
-        if not stored or expires_at is None or self.end is None or expires_at >= self.end:
-            return None
-        candidates = [at for at in self.days.get(expires_at.astimezone(dt.UTC).date(), ()) if at >= received_at]
-        candidates += [at for start, end, at in self.spans if start <= expires_at < end and at >= received_at]
-        return min(candidates, default=None)
-
-    def removed_at(self, decision: DecisionRecord) -> dt.datetime | None:
-        return self.at(decision.content_stored, decision.content_expires_at, decision.received_at)
