@@ -45,7 +45,16 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from audits import charts, rollups  # noqa: E402
 from audits.exports import DECISION_COLUMNS  # noqa: E402
 from audits.filters import DecisionFilter, rollups_for, violations_for  # noqa: E402
-from audits.models import DecisionDayRollup, DecisionRecord, DecisionRollup, Violation, ViolationKind  # noqa: E402
+from audits.models import (  # noqa: E402
+    DecisionContent,
+    DecisionDayRollup,
+    DecisionKey,
+    DecisionRecord,
+    DecisionRollup,
+    Violation,
+    ViolationKind,
+)
+from audits.partitions import create_partitions  # noqa: E402
 from portfolio.models import PolicySet, Router  # noqa: E402
 from steward.roles import AUDITORS  # noqa: E402
 from tests.factories import make_classification, make_model, make_provider, make_task, make_tier, make_version  # noqa: E402
@@ -112,12 +121,11 @@ def _record_lines(rows: int, end: dt.datetime, router_ids: list[int]) -> Iterato
         model, provider, tier = MODELS[(task * 4 + classification + 3 * fallback + 5 * escalated) % 10]
         classification = CLASSIFICATIONS[classification]
         stored = classification in KEEPS_CONTENT
-        content = f"prompt {i}\tanswer {h}" if stored else "\t"
         chunk.append(
             f"{router_ids[router]}\t{policy_set}\treq-{i}\t{occurred}\t{received}\t{TASKS[task]}\t{classification}\t"
             f"{model}\t{provider}\t{tier}\t{1 + i * 3 // (rows + 1)}\t{'t' if fallback else 'f'}\t"
             f"{'t' if escalated else 'f'}\t{40 + (h >> 5) % 4000}\t{200 + (h >> 7) % 3000}\t"
-            f"{20 + (h >> 9) % 800}\t{50 + (h >> 11) % 20000}\t{content}\t{i:064x}\t{h:064x}\t"
+            f"{20 + (h >> 9) % 800}\t{50 + (h >> 11) % 20000}\t{i:064x}\t{h:064x}\t"
             f"{'t' if stored else 'f'}\t\\N\t{'t' if (h >> 18) % VIOLATION_ONE_IN == 0 else 'f'}\n"
         )
         if len(chunk) == COPY_CHUNK:
@@ -129,8 +137,8 @@ def _record_lines(rows: int, end: dt.datetime, router_ids: list[int]) -> Iterato
 
 RECORD_COLUMNS = (
     "router_id policy_set request_id occurred_at received_at task classification model provider tier policy_version "
-    "fallback_used escalated latency_ms input_tokens output_tokens cost_micro_usd input_content output_content "
-    "input_sha256 output_sha256 content_stored content_removed_at has_violation"
+    "fallback_used escalated latency_ms input_tokens output_tokens cost_micro_usd input_sha256 output_sha256 "
+    "content_stored content_expires_at has_violation"
 ).split()
 
 
@@ -145,7 +153,8 @@ def without_indexes(cursor, table: str) -> Iterator[None]:
         " WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
         [table],
     )
-    found = cursor.fetchall()
+    # A partitioned table's index is defined ON ONLY the parent; built again, it spans the partitions.
+    found = [(index, definition.replace(" ON ONLY ", " ON "), *rest) for index, definition, *rest in cursor.fetchall()]
     cursor.execute("SET maintenance_work_mem = '512MB'")
     for index, _, constraint, _ in found:
         cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}" if constraint else f"DROP INDEX {index}")
@@ -164,11 +173,22 @@ def copy_records(rows: int, end: dt.datetime, router_ids: list[int]) -> None:
     stored = {f.column for f in DecisionRecord._meta.concrete_fields if not f.primary_key}
     if stored != set(RECORD_COLUMNS):
         raise harness.BenchError(f"the decision table's columns changed: {sorted(stored ^ set(RECORD_COLUMNS))}")
+    create_partitions(now=end, since=end - dt.timedelta(days=DAYS))  # as the daily task made them over the days
     connection.ensure_connection()
     with connection.connection.cursor() as cursor, without_indexes(cursor, table):
         with cursor.copy(f"COPY {table} ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:
             for piece in _record_lines(rows, end, router_ids):
                 copy.write(piece)
+        # The kept content in its own table, and every record's key, as ingest writes them.
+        cursor.execute(
+            f"INSERT INTO {DecisionContent._meta.db_table} (decision_id, expires_at, input_content, output_content)"
+            f" SELECT id, content_expires_at, 'prompt ' || substr(request_id, 5), 'answer' FROM {table}"
+            " WHERE content_stored"
+        )
+        cursor.execute(
+            f"INSERT INTO {DecisionKey._meta.db_table} (router_id, request_id, decision_id)"
+            f" SELECT router_id, request_id, id FROM {table}"
+        )
         # One violation row per flagged record, of a kind chosen by its id; a few route-level ones.
         kinds = [ViolationKind.MODEL_NOT_ALLOWED, ViolationKind.NOT_USABLE, ViolationKind.UNPUBLISHED_POLICY]
         cursor.execute(
