@@ -70,6 +70,8 @@ def _stored() -> dict[str, dict]:
     return found
 
 
+# SQLite's turn is the manage.py test below: a transactional test's flush cannot empty its guarded audit trail.
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the test database's own round trip is PostgreSQL's")
 @pytest.mark.django_db(transaction=True)
 def test_decisions_keep_content_and_violations_when_the_partitioned_storage_is_unapplied_and_applied_again(
     world,
