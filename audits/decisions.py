@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from django.db import IntegrityError, connection, models, transaction
@@ -102,6 +104,25 @@ def ingest(router: Router, records: Any, *, text_checked: bool = False) -> Inges
     return result
 
 
+class _Decision(dict):
+    """A decision record as ingest writes it: its columns by attribute name (``DECISION_COLUMNS``),
+    which ``PolicyBook`` reads as attributes. Cheaper by far than a model instance per record."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# The columns ingest writes, by attribute name, in the tables' order.
+DECISION_COLUMNS = tuple(f.attname for f in DecisionRecord._meta.concrete_fields)
+CONTENT_COLUMNS = ("decision_id", "expires_at", "input_content", "output_content")
+VIOLATION_COLUMNS = tuple(f.attname for f in Violation._meta.concrete_fields if not f.primary_key)
+
+
 def _store(router: Router, policy_set: str, unique: dict[str, dict], result: IngestResult) -> None:
     """Claim the batch's keys, then write the records whose key this call inserted, with their content,
     violations, content tally and rollups: one transaction, a fixed number of queries on PostgreSQL."""
@@ -109,23 +130,23 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
         claimed = _claim(router, list(unique))
         fresh = [record for request_id, record in unique.items() if request_id in claimed]
         duplicates = len(unique) - len(fresh)
-        decisions: list[DecisionRecord] = []
-        contents: list[tuple[DecisionRecord, str, str]] = []
+        decisions: list[_Decision] = []
+        contents: list[tuple[_Decision, str, str]] = []
         found: list[list[tuple[str, str]]] = []
         book = PolicyBook(policy_set, fresh) if fresh else None
+        received_at = book.until if book else None  # what the book read is what Steward had on receiving it
         for record in fresh:
             classification = book.classifications.get(record["classification"])
             # Unknown classifications keep only digests: the safe default for data nobody has classified.
             keep = classification is not None and classification.storage == StorageRule.CONTENT
-            retention = classification.retention_days if keep else None
             model = book.models.get(record["model"])
-            decision = DecisionRecord(
+            decision = _Decision(
                 id=claimed[record["request_id"]],
-                received_at=book.until,  # what the book read is what Steward had when it received the batch
-                router=router,
+                router_id=router.pk,
                 policy_set=policy_set,
                 request_id=record["request_id"],
                 occurred_at=record["occurred_at"],
+                received_at=received_at,
                 task=record["task"],
                 classification=record["classification"],
                 model=record["model"],
@@ -142,12 +163,13 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
                 output_sha256=_digest(record["output"]) or record["output_sha256"],
                 content_stored=keep,
                 # Retention as the classification has it now: editing it applies to records received afterwards.
-                content_expires_at=record["occurred_at"] + dt.timedelta(days=retention)
-                if retention is not None
+                content_expires_at=record["occurred_at"] + dt.timedelta(days=classification.retention_days)
+                if keep and classification.retention_days is not None
                 else None,
+                has_violation=False,
             )
             problems = book.violations(decision)
-            decision.has_violation = bool(problems)
+            decision["has_violation"] = bool(problems)
             decisions.append(decision)
             found.append(problems)
             if keep:
@@ -157,18 +179,18 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
             violations = [
                 Violation(
                     kind=kind,
-                    decision_id=decision.pk,
+                    decision_id=decision["id"],
                     policy_set=policy_set,
-                    task=decision.task,
-                    classification=decision.classification,
+                    task=decision["task"],
+                    classification=decision["classification"],
                     detail=detail,
-                    detected_at=book.until,
+                    detected_at=received_at,
                 )
                 for decision, problems in zip(decisions, found, strict=True)
                 for kind, detail in problems
             ]
             _write_dependents(contents, violations)
-            rollups.add_batch({name: getattr(d, name) for name in rollups.ROW_FIELDS} for d in decisions)
+            rollups.add_batch(decisions)
             result.violations += len(violations)
     result.accepted += len(decisions)
     result.duplicates += duplicates
@@ -199,40 +221,42 @@ def _claim(router: Router, request_ids: list[str]) -> dict[str, int | None]:
         return dict(cursor.fetchall())
 
 
-def _write(router: Router, decisions: list[DecisionRecord]) -> None:
+def _write(router: Router, decisions: list[_Decision]) -> None:
     """Store the claimed decisions: PostgreSQL by ``COPY`` straight into the (partitioned) table with
-    the ids ``_claim`` took; SQLite by ``bulk_create``, then their keys."""
+    the ids ``_claim`` took; SQLite by ``bulk_create`` (which gives each its id), then their keys."""
     if connection.vendor != "postgresql":
-        DecisionRecord.objects.bulk_create(decisions, batch_size=500)
+        stored = DecisionRecord.objects.bulk_create([DecisionRecord(**d) for d in decisions], batch_size=500)
+        for decision, record in zip(decisions, stored, strict=True):
+            decision["id"] = record.pk
         DecisionKey.objects.bulk_create(
-            [DecisionKey(router=router, request_id=d.request_id, decision_id=d.pk) for d in decisions], batch_size=500
+            [DecisionKey(router=router, request_id=d["request_id"], decision_id=d["id"]) for d in decisions],
+            batch_size=500,
         )
         return
+    row = itemgetter(*DECISION_COLUMNS)
     with connection.cursor() as cursor:
-        _copy(cursor, DecisionRecord, decisions)
+        _copy(cursor, DecisionRecord, DECISION_COLUMNS, map(row, decisions))
 
 
-def _write_dependents(contents: list[tuple[DecisionRecord, str, str]], violations: list[Violation]) -> None:
+def _write_dependents(contents: list[tuple[_Decision, str, str]], violations: list[Violation]) -> None:
     """The stored decisions' kept content, their violations, and the tally of content expiring per day."""
-    kept = [
-        DecisionContent(
-            decision_id=decision.pk, expires_at=decision.content_expires_at, input_content=i, output_content=o
-        )
-        for decision, i, o in contents
-    ]
+    kept = [(decision["id"], decision["content_expires_at"], i, o) for decision, i, o in contents]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             if kept:
-                _copy(cursor, DecisionContent, kept)
+                _copy(cursor, DecisionContent, CONTENT_COLUMNS, kept)
             if violations:
-                _copy(cursor, Violation, violations)
+                rows = ([getattr(v, name) for name in VIOLATION_COLUMNS] for v in violations)
+                _copy(cursor, Violation, VIOLATION_COLUMNS, rows)
     else:
-        DecisionContent.objects.bulk_create(kept, batch_size=500)
+        DecisionContent.objects.bulk_create(
+            [DecisionContent(**dict(zip(CONTENT_COLUMNS, row, strict=True))) for row in kept], batch_size=500
+        )
         Violation.objects.bulk_create(violations, batch_size=500)
     tally = Counter(
-        (decision.content_expires_at.astimezone(dt.UTC).date(), decision.classification)
+        (decision["content_expires_at"].astimezone(dt.UTC).date(), decision["classification"])
         for decision, _, _ in contents
-        if decision.content_expires_at is not None
+        if decision["content_expires_at"] is not None
     )
     if tally:
         table = ContentTally._meta.db_table
@@ -244,17 +268,20 @@ def _write_dependents(contents: list[tuple[DecisionRecord, str, str]], violation
             )
 
 
-def _copy(cursor, model: type[models.Model], objects: list[models.Model]) -> None:
-    """``COPY`` the objects' rows into the model's table (the id too when they have one, else the table
-    makes it), logged like any query when Django logs them (``connection.queries``, query-count tests)."""
-    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and objects[0].pk is None)]
+def _copy(cursor, model: type[models.Model], columns: tuple[str, ...], rows: Iterable[Sequence]) -> None:
+    """``COPY`` the rows (values of ``columns``, attribute names of the model's fields) into the model's
+    table, logged like any query when Django logs them (``connection.queries``, query-count tests)."""
     table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"COPY {table} ({columns}) FROM STDIN"
+    names = ", ".join(connection.ops.quote_name(model._meta.get_field(_field_name(model, c)).column) for c in columns)
+    sql = f"COPY {table} ({names}) FROM STDIN"
     logged = getattr(cursor, "debug_sql", None)
     with logged(sql) if logged else nullcontext(), cursor.cursor.copy(sql) as copy:
-        for obj in objects:
-            copy.write_row([getattr(obj, f.attname) for f in fields])
+        for row in rows:
+            copy.write_row(row)
+
+
+def _field_name(model: type[models.Model], attname: str) -> str:
+    return next(f.name for f in model._meta.concrete_fields if f.attname == attname)
 
 
 # --- scheduled checks ---------------------------------------------------------------------------
