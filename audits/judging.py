@@ -20,6 +20,7 @@ At that moment:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ class PolicyBook:
                 "number", "published_at", "source_version_id", "pk"
             )
         ]
+        self._published_at = sorted(p.published_at for p in self.timeline)
+        self._superseded: dict[tuple[int, int], tuple[int, dt.datetime] | None] = {}
         refs = {r["model"] for r in records}
         self.models = {
             v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs, proposed_at__lte=self.until)
@@ -143,16 +146,21 @@ class PolicyBook:
     def superseded(self, version: PolicyVersion, moment: dt.datetime) -> tuple[int, dt.datetime] | None:
         """The version with other routes that had been in force for longer than the grace window at
         ``moment`` instead of ``version``'s routes, and since when; None when ``version``'s routes
-        (its own or a re-signed copy's) were in force at some time within the window."""
-        routes_of = version.content_origin_id
-        published = [p for p in self.timeline if p.published_at <= moment]
-        same = [p for p in published if p.routes_of == routes_of]
-        if not same:
+        (its own or a re-signed copy's) were in force at some time within the window.
+
+        Which versions were published by ``moment`` is worked out once per number of them (and the
+        routes asked about), not once per decision: a batch's decisions share a few such states."""
+        count = bisect.bisect_right(self._published_at, moment)
+        key = (version.content_origin_id, count)
+        if key not in self._superseded:
+            published = [p for p in self.timeline if p.published_at <= self._published_at[count - 1]] if count else []
+            same = [p for p in published if p.routes_of == key[0]]
+            later = [p for p in published if same and p.published_at > same[-1].published_at]
+            self._superseded[key] = (published[-1].number, later[0].published_at) if later else None
+        found = self._superseded[key]
+        if found is None or moment - found[1] <= policy_grace():
             return None
-        later = [p for p in published if p.published_at > same[-1].published_at]
-        if not later or moment - later[0].published_at <= policy_grace():
-            return None
-        return published[-1].number, later[0].published_at
+        return found
 
     def in_force(self, decision: DecisionRecord) -> InForce:
         """What was in force for ``decision`` at its moment, with the violations it committed."""
