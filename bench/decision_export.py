@@ -12,7 +12,15 @@ prints:
   each (they read rollups);
 - the CSV export through the view in rows per second beside PostgreSQL's own
   ``COPY (SELECT …) TO STDOUT WITH CSV`` of the same rows in the same run, target ≥ 0.5 of it;
+- retention at the end of the window: the kept content (its classification keeps content for
+  RETENTION_DAYS) whose retention ended over the past month removed by ``remove_expired_content``
+  (PostgreSQL drops that month's daily content partitions), target ≤ 1 s; it runs last, since it
+  removes what it measures;
 - with ``--explain``, ``EXPLAIN (ANALYZE, BUFFERS)`` of the explorer's queries.
+
+The records are written as ingest partitions them (``audits.partitions``: monthly decision partitions
+for the window, a content partition per day of expiry) with their ids, their content in the content
+table and its tally per day, and their idempotence keys.
 
 It works in ``test_<database>``, created and dropped here: point DATABASE_URL at a name with "bench" in
 it. ``--keep`` leaves the database there and ``--reuse`` measures one left by ``--keep`` (rollups are
@@ -42,10 +50,12 @@ from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from audits import charts, rollups  # noqa: E402
+from audits import charts, partitions, rollups  # noqa: E402
+from audits.decisions import DECISION_IDS, remove_expired_content  # noqa: E402
 from audits.exports import DECISION_COLUMNS  # noqa: E402
 from audits.filters import DecisionFilter, rollups_for, violations_for  # noqa: E402
 from audits.models import (  # noqa: E402
+    ContentTally,
     DecisionContent,
     DecisionDayRollup,
     DecisionKey,
@@ -54,7 +64,6 @@ from audits.models import (  # noqa: E402
     Violation,
     ViolationKind,
 )
-from audits.partitions import create_partitions  # noqa: E402
 from portfolio.models import PolicySet, Router  # noqa: E402
 from steward.roles import AUDITORS  # noqa: E402
 from tests.factories import make_classification, make_model, make_provider, make_task, make_tier, make_version  # noqa: E402
@@ -72,6 +81,7 @@ MODELS = tuple(
     (f"{PROVIDERS[n % 4]}/model-{n}@1", PROVIDERS[n % 4], TIERS[n % 3]) for n in range(10)
 )  # (ref, provider, tier)
 VIOLATION_ONE_IN = 200
+RETENTION_DAYS = 30  # how long the classifications that keep content keep it
 COPY_CHUNK = 20_000
 
 
@@ -82,7 +92,10 @@ def reference_data() -> dict[str, int]:
     """The tables the explorer's filters choose from, and the routers; router ids by name."""
     owner = User.objects.create_user("bench-bob", password="x")
     tiers = {slug: make_tier(slug, rank, 10**9) for rank, slug in enumerate(TIERS, start=1)}
-    classes = {slug: make_classification(slug, level) for level, slug in enumerate(CLASSIFICATIONS, start=1)}
+    classes = {
+        slug: make_classification(slug, level, retention_days=RETENTION_DAYS)
+        for level, slug in enumerate(CLASSIFICATIONS, start=1)
+    }
     for task in TASKS:
         make_task(task, classes["internal"], tiers["small"])
     providers = {slug: make_provider(name=slug.title(), slug=slug) for slug in PROVIDERS}
@@ -100,14 +113,17 @@ def reference_data() -> dict[str, int]:
     return routers
 
 
-def _record_lines(rows: int, end: dt.datetime, router_ids: list[int]) -> Iterator[str]:
-    """The records in COPY's text format, oldest first (as routers report them), a chunk per piece.
+def _record_lines(rows: int, end: dt.datetime, router_ids: list[int]) -> Iterator[tuple[str, str]]:
+    """The records and their kept content in COPY's text format, oldest first (as routers report them),
+    a chunk of each per piece.
 
     Values come from a multiplicative hash of the record's number: spread, repeatable, no RNG state.
     """
     step = DAYS * 86_400 / rows
     start = end - dt.timedelta(days=DAYS)
+    retention = dt.timedelta(days=RETENTION_DAYS)
     chunk: list[str] = []
+    kept: list[str] = []
     for i in range(1, rows + 1):
         h = (i * 2654435761) % 4294967296
         at = start + dt.timedelta(seconds=i * step)
@@ -121,25 +137,29 @@ def _record_lines(rows: int, end: dt.datetime, router_ids: list[int]) -> Iterato
         model, provider, tier = MODELS[(task * 4 + classification + 3 * fallback + 5 * escalated) % 10]
         classification = CLASSIFICATIONS[classification]
         stored = classification in KEEPS_CONTENT
+        expires = (at + retention).isoformat() if stored else "\\N"
+        if stored:
+            kept.append(f"{i}\t{expires}\tprompt {i}\tanswer {h}\n")
         chunk.append(
-            f"{router_ids[router]}\t{policy_set}\treq-{i}\t{occurred}\t{received}\t{TASKS[task]}\t{classification}\t"
-            f"{model}\t{provider}\t{tier}\t{1 + i * 3 // (rows + 1)}\t{'t' if fallback else 'f'}\t"
+            f"{i}\t{router_ids[router]}\t{policy_set}\treq-{i}\t{occurred}\t{received}\t{TASKS[task]}\t"
+            f"{classification}\t{model}\t{provider}\t{tier}\t{1 + i * 3 // (rows + 1)}\t{'t' if fallback else 'f'}\t"
             f"{'t' if escalated else 'f'}\t{40 + (h >> 5) % 4000}\t{200 + (h >> 7) % 3000}\t"
             f"{20 + (h >> 9) % 800}\t{50 + (h >> 11) % 20000}\t{i:064x}\t{h:064x}\t"
-            f"{'t' if stored else 'f'}\t\\N\t{'t' if (h >> 18) % VIOLATION_ONE_IN == 0 else 'f'}\n"
+            f"{'t' if stored else 'f'}\t{expires}\t{'t' if (h >> 18) % VIOLATION_ONE_IN == 0 else 'f'}\n"
         )
         if len(chunk) == COPY_CHUNK:
-            yield "".join(chunk)
-            chunk = []
+            yield "".join(chunk), "".join(kept)
+            chunk, kept = [], []
     if chunk:
-        yield "".join(chunk)
+        yield "".join(chunk), "".join(kept)
 
 
 RECORD_COLUMNS = (
-    "router_id policy_set request_id occurred_at received_at task classification model provider tier policy_version "
-    "fallback_used escalated latency_ms input_tokens output_tokens cost_micro_usd input_sha256 output_sha256 "
-    "content_stored content_expires_at has_violation"
+    "id router_id policy_set request_id occurred_at received_at task classification model provider tier "
+    "policy_version fallback_used escalated latency_ms input_tokens output_tokens cost_micro_usd "
+    "input_sha256 output_sha256 content_stored content_expires_at has_violation"
 ).split()
+CONTENT_COLUMNS = ("decision_id", "expires_at", "input_content", "output_content")
 
 
 @contextlib.contextmanager
@@ -153,9 +173,10 @@ def without_indexes(cursor, table: str) -> Iterator[None]:
         " WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
         [table],
     )
-    # A partitioned table's index is defined ON ONLY the parent; built again, it spans the partitions.
-    found = [(index, definition.replace(" ON ONLY ", " ON "), *rest) for index, definition, *rest in cursor.fetchall()]
+    found = cursor.fetchall()
     cursor.execute("SET maintenance_work_mem = '512MB'")
+    # A partitioned table's index is defined ON ONLY the parent; built again, it must reach every partition.
+    found = [(index, definition.replace(" ON ONLY ", " ON "), *rest) for index, definition, *rest in found]
     for index, _, constraint, _ in found:
         cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}" if constraint else f"DROP INDEX {index}")
     yield
@@ -168,26 +189,44 @@ def without_indexes(cursor, table: str) -> Iterator[None]:
     print(f"  {len(found)} indexes built again in {time.perf_counter() - started:.1f} s")
 
 
+def _check_columns(model, columns) -> None:
+    stored = {f.column for f in model._meta.concrete_fields}
+    if stored != set(columns):
+        raise harness.BenchError(f"{model._meta.db_table}'s columns changed: {sorted(stored ^ set(columns))}")
+
+
 def copy_records(rows: int, end: dt.datetime, router_ids: list[int]) -> None:
-    table = DecisionRecord._meta.db_table
-    stored = {f.column for f in DecisionRecord._meta.concrete_fields if not f.primary_key}
-    if stored != set(RECORD_COLUMNS):
-        raise harness.BenchError(f"the decision table's columns changed: {sorted(stored ^ set(RECORD_COLUMNS))}")
-    create_partitions(now=end, since=end - dt.timedelta(days=DAYS))  # as the daily task made them over the days
+    table, content = DecisionRecord._meta.db_table, DecisionContent._meta.db_table
+    _check_columns(DecisionRecord, RECORD_COLUMNS)
+    _check_columns(DecisionContent, CONTENT_COLUMNS)
+    # The partitions ingest would have made over the window: its months, and a day of content per day
+    # of expiry from the window's start on (then the ones ahead of today).
+    start = end - dt.timedelta(days=DAYS)
+    partitions.create_partitions(now=start, since=start)
+    partitions.create_partitions(now=end, since=start)
     connection.ensure_connection()
-    with connection.connection.cursor() as cursor, without_indexes(cursor, table):
-        with cursor.copy(f"COPY {table} ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:
-            for piece in _record_lines(rows, end, router_ids):
-                copy.write(piece)
-        # The kept content in its own table, and every record's key, as ingest writes them.
-        cursor.execute(
-            f"INSERT INTO {DecisionContent._meta.db_table} (decision_id, expires_at, input_content, output_content)"
-            f" SELECT id, content_expires_at, 'prompt ' || substr(request_id, 5), 'answer' FROM {table}"
-            " WHERE content_stored"
-        )
+    with (
+        connection.connection.cursor() as cursor,
+        without_indexes(cursor, table),
+        without_indexes(cursor, content),
+    ):
+        for records, kept in _record_lines(rows, end, router_ids):
+            with cursor.copy(f"COPY {table} ({', '.join(RECORD_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(records)
+            if kept:
+                with cursor.copy(f"COPY {content} ({', '.join(CONTENT_COLUMNS)}) FROM STDIN") as copy:
+                    copy.write(kept)
+        cursor.execute("SELECT setval(%s, %s)", [DECISION_IDS, rows])
+        # Every record's idempotence key, as ingest writes it.
         cursor.execute(
             f"INSERT INTO {DecisionKey._meta.db_table} (router_id, request_id, decision_id)"
             f" SELECT router_id, request_id, id FROM {table}"
+        )
+        # The tally of kept content per day of expiry, as ingest keeps it (what retention reports).
+        cursor.execute(
+            f"INSERT INTO {ContentTally._meta.db_table} (day, classification, rows)"
+            f" SELECT (content_expires_at AT TIME ZONE 'UTC')::date, classification, count(*) FROM {table}"
+            " WHERE content_stored GROUP BY 1, 2"
         )
         # One violation row per flagged record, of a kind chosen by its id; a few route-level ones.
         kinds = [ViolationKind.MODEL_NOT_ALLOWED, ViolationKind.NOT_USABLE, ViolationKind.UNPUBLISHED_POLICY]
@@ -204,8 +243,8 @@ def copy_records(rows: int, end: dt.datetime, router_ids: list[int]) -> None:
             " FROM generate_series(0, 40) AS n",
             [ViolationKind.ESCALATION_RATE, end, end, end],
         )
-        cursor.execute(f"ANALYZE {table}")
-        cursor.execute(f"ANALYZE {Violation._meta.db_table}")
+        for analysed in (table, content, Violation._meta.db_table):
+            cursor.execute(f"ANALYZE {analysed}")
 
 
 # --- rollups ------------------------------------------------------------------------------------------
@@ -356,6 +395,25 @@ def export_csv(client: Client, since: str) -> tuple[float, int]:
     return time.perf_counter() - started, lines - 1
 
 
+def retention(end: dt.datetime) -> tuple[float, int, int]:
+    """Seconds for ``remove_expired_content`` at ``end`` (what the beat task runs), the rows it reported
+    removed and the content rows left; afterwards no content that expired before ``end``'s day is left.
+
+    The content retention removes is a month old: autovacuum has long visited it and checkpoints have
+    written it out. So it is first brought to that state here (VACUUM ANALYZE, CHECKPOINT), not timed
+    as just loaded, which would time the writing out of the gigabytes this run has just generated."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {DecisionContent._meta.db_table}")
+        cursor.execute("CHECKPOINT")
+    started = time.perf_counter()
+    removed = remove_expired_content(now=end)
+    seconds = time.perf_counter() - started
+    cutoff = partitions.day_start(end)
+    if DecisionContent.objects.filter(expires_at__lt=cutoff).exists():
+        raise harness.BenchError("retention left content that had expired")
+    return seconds, sum(removed.values()), DecisionContent.objects.count()
+
+
 def explain(client: Client, urls: dict[str, tuple[str, dict]]) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of every query of the explorer's pages that reads the decision table."""
     for name, (url, extra) in urls.items():
@@ -447,6 +505,14 @@ def main() -> None:
             f"CSV export of the last 7 days ({exported:,} rows): view {exported / seconds:,.0f} rows/s, "
             f"COPY … TO STDOUT {floor_rows / floor_seconds:,.0f} rows/s, ratio {floor_seconds / seconds:.2f}"
             " (target ≥ 0.5)"
+        )
+        before = DecisionContent.objects.count()
+        seconds, removed, left = retention(dt.datetime.now(dt.UTC))
+        print(
+            f"retention of the content that expired over the past month: {removed:,} of {before:,} content rows"
+            f" removed in {seconds * 1000:,.1f} ms, {left:,} left (target ≤ 1 s)"
+            if removed
+            else "retention: no content had expired (measured by an earlier run on this database)"
         )
 
 
