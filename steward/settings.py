@@ -335,6 +335,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "steward.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # An Accept header no renderer satisfies gets JSON, not 406 (steward/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "steward.negotiation.DefaultWhenNotAcceptable",
     "DEFAULT_PARSER_CLASSES": ["steward.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
