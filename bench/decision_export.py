@@ -55,6 +55,7 @@ from audits.decisions import DECISION_IDS, remove_expired_content  # noqa: E402
 from audits.exports import DECISION_COLUMNS  # noqa: E402
 from audits.filters import DecisionFilter, rollups_for, violations_for  # noqa: E402
 from audits.models import (  # noqa: E402
+    ContentDrop,
     ContentTally,
     DecisionContent,
     DecisionDayRollup,
@@ -202,7 +203,10 @@ def copy_records(rows: int, end: dt.datetime, router_ids: list[int]) -> None:
     # The partitions ingest would have made over the window: its months, and a day of content per day
     # of expiry from the window's start on (then the ones ahead of today).
     start = end - dt.timedelta(days=DAYS)
-    partitions.create_partitions(now=start, since=start)
+    day = start
+    while day <= end:  # the daily task's runs over the window: every day's content partition, ahead
+        partitions.create_partitions(now=day, since=start)
+        day += dt.timedelta(days=7)
     partitions.create_partitions(now=end, since=start)
     connection.ensure_connection()
     with (
@@ -395,9 +399,10 @@ def export_csv(client: Client, since: str) -> tuple[float, int]:
     return time.perf_counter() - started, lines - 1
 
 
-def retention(end: dt.datetime) -> tuple[float, int, int]:
+def retention(end: dt.datetime) -> tuple[float, int, int, int, int]:
     """Seconds for ``remove_expired_content`` at ``end`` (what the beat task runs), the rows it reported
-    removed and the content rows left; afterwards no content that expired before ``end``'s day is left.
+    removed, the content rows left, the day partitions it dropped and the rows it deleted from the
+    DEFAULT partition; afterwards no content that expired before ``end``'s day is left.
 
     The content retention removes is a month old: autovacuum has long visited it and checkpoints have
     written it out. So it is first brought to that state here (VACUUM ANALYZE, CHECKPOINT), not timed
@@ -411,7 +416,10 @@ def retention(end: dt.datetime) -> tuple[float, int, int]:
     cutoff = partitions.day_start(end)
     if DecisionContent.objects.filter(expires_at__lt=cutoff).exists():
         raise harness.BenchError("retention left content that had expired")
-    return seconds, sum(removed.values()), DecisionContent.objects.count()
+    drops = ContentDrop.objects.filter(dropped_at=end).values_list("range_start", "range_end", "rows")
+    days = sum(1 for start, stop, _ in drops if stop - start == dt.timedelta(days=1))
+    deleted = sum(rows for start, stop, rows in drops if stop - start != dt.timedelta(days=1))
+    return seconds, sum(removed.values()), DecisionContent.objects.count(), days, deleted
 
 
 def explain(client: Client, urls: dict[str, tuple[str, dict]]) -> None:
@@ -507,10 +515,11 @@ def main() -> None:
             " (target ≥ 0.5)"
         )
         before = DecisionContent.objects.count()
-        seconds, removed, left = retention(dt.datetime.now(dt.UTC))
+        seconds, removed, left, days, deleted = retention(dt.datetime.now(dt.UTC))
         print(
             f"retention of the content that expired over the past month: {removed:,} of {before:,} content rows"
-            f" removed in {seconds * 1000:,.1f} ms, {left:,} left (target ≤ 1 s)"
+            f" removed in {seconds * 1000:,.1f} ms ({days} day partitions dropped, {deleted:,} rows deleted from"
+            f" the DEFAULT partition), {left:,} left (target ≤ 1 s)"
             if removed
             else "retention: no content had expired (measured by an earlier run on this database)"
         )
