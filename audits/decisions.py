@@ -28,7 +28,16 @@ from portfolio.models import PolicyVersion, Router
 from . import partitions, rollups
 from .events import record as audit_record
 from .judging import PolicyBook
-from .models import ContentTally, DecisionContent, DecisionKey, DecisionRecord, DecisionRollup, Violation, ViolationKind
+from .models import (
+    ContentTally,
+    DecisionContent,
+    DecisionKey,
+    DecisionRecord,
+    DecisionRollup,
+    Violation,
+    ViolationKind,
+    day_start,
+)
 from .records import check_records
 
 MAX_BATCH = 1000
@@ -272,16 +281,13 @@ def _copy(cursor, model: type[models.Model], columns: tuple[str, ...], rows: Ite
     """``COPY`` the rows (values of ``columns``, attribute names of the model's fields) into the model's
     table, logged like any query when Django logs them (``connection.queries``, query-count tests)."""
     table = connection.ops.quote_name(model._meta.db_table)
-    names = ", ".join(connection.ops.quote_name(model._meta.get_field(_field_name(model, c)).column) for c in columns)
+    column_of = {f.attname: f.column for f in model._meta.concrete_fields}
+    names = ", ".join(connection.ops.quote_name(column_of[name]) for name in columns)
     sql = f"COPY {table} ({names}) FROM STDIN"
     logged = getattr(cursor, "debug_sql", None)
     with logged(sql) if logged else nullcontext(), cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _field_name(model: type[models.Model], attname: str) -> str:
-    return next(f.name for f in model._meta.concrete_fields if f.attname == attname)
 
 
 # --- scheduled checks ---------------------------------------------------------------------------
@@ -368,7 +374,7 @@ def remove_expired_content(now: dt.datetime | None = None) -> dict[str, int]:
     classification come from the tally kept at ingest. Returns those counts.
     """
     now = now or timezone.now()
-    cutoff = partitions.day_start(now)
+    cutoff = day_start(now)
     with transaction.atomic():
         expired = ContentTally.objects.filter(day__lt=cutoff.date())
         removed: dict[str, int] = defaultdict(int)

@@ -262,8 +262,11 @@ DAY = dt.timedelta(days=1)
 
 
 def day_start(moment: dt.datetime) -> dt.datetime:
-    """The start of the UTC day of ``moment``: content partitions begin and end there."""
-    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    """The first instant of the UTC day of ``moment``: a daily rollup's ``day``; content partitions
+    begin and end there."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 class ContentRemovals:

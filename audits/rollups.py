@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Q, Value
 
-from audits.models import ROLLUP_GROUP, DecisionDayRollup, DecisionRecord, DecisionRollup
+from audits.models import DAY, ROLLUP_GROUP, DecisionDayRollup, DecisionRecord, DecisionRollup, day_start
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -101,11 +101,6 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def day_of(moment: datetime) -> datetime:
-    """The UTC day's first instant (a daily rollup's ``day``)."""
-    return hour_of(moment).replace(hour=0)
-
-
 def add_batch(rows: Iterable[dict]) -> None:
     """Add stored decision records to their hourly and daily rollups; ingest calls this with only the
     records it inserted, inside its transaction."""
@@ -144,7 +139,7 @@ def _by_day(groups: dict[tuple, dict]) -> dict[tuple, dict]:
     """Groups keyed by (period, *GROUP), folded into their UTC days."""
     days: dict[tuple, dict] = {}
     for key, entry in groups.items():
-        day_key = (day_of(key[0]), *key[1:])
+        day_key = (day_start(key[0]), *key[1:])
         into = days.get(day_key)
         if into is None:
             days[day_key] = {name: entry[name] for name in SUMS} | {"latency": dict(entry["latency"])}
@@ -340,7 +335,6 @@ class Traffic:
     latency: LatencySketch = field(default_factory=LatencySketch)
 
 
-DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
 
@@ -373,19 +367,19 @@ def reading(start: datetime | None, end: datetime | None, now: datetime | None =
 
     partial: list[tuple[datetime, datetime]] = []
     first = start
-    if start is not None and start != day_of(start):
-        first = day_of(start) + DAY
+    if start is not None and start != day_start(start):
+        first = day_start(start) + DAY
         partial.append((start, first if end is None else min(end, first)))
     last = end
-    if end is not None and end != day_of(end) and (first is None or day_of(end) >= first):
-        last = day_of(end)
+    if end is not None and end != day_start(end) and (first is None or day_start(end) >= first):
+        last = day_start(end)
         partial.append((last, end))
     days = (first, last) if first is None or last is None or first < last else None
     day_rows: list[datetime] = []
     plus: list[tuple[datetime, datetime]] = []
     minus: list[tuple[datetime, datetime]] = []
     for low, high in partial:
-        day = day_of(low)
+        day = day_start(low)
         outside = [part for part in ((day, low), (high, day + DAY)) if part[0] < part[1]]
         if cost(low, high) <= 1 + sum(cost(*part) for part in outside):
             plus.append((low, high))

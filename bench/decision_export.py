@@ -55,6 +55,7 @@ from audits.decisions import DECISION_IDS, remove_expired_content  # noqa: E402
 from audits.exports import DECISION_COLUMNS  # noqa: E402
 from audits.filters import DecisionFilter, rollups_for, violations_for  # noqa: E402
 from audits.models import (  # noqa: E402
+    DAY,
     ContentDrop,
     ContentTally,
     DecisionContent,
@@ -64,6 +65,7 @@ from audits.models import (  # noqa: E402
     DecisionRollup,
     Violation,
     ViolationKind,
+    day_start,
 )
 from portfolio.models import PolicySet, Router  # noqa: E402
 from steward.roles import AUDITORS  # noqa: E402
@@ -413,12 +415,12 @@ def retention(end: dt.datetime) -> tuple[float, int, int, int, int]:
     started = time.perf_counter()
     removed = remove_expired_content(now=end)
     seconds = time.perf_counter() - started
-    cutoff = partitions.day_start(end)
+    cutoff = day_start(end)
     if DecisionContent.objects.filter(expires_at__lt=cutoff).exists():
         raise harness.BenchError("retention left content that had expired")
-    drops = ContentDrop.objects.filter(dropped_at=end).values_list("range_start", "range_end", "rows")
-    days = sum(1 for start, stop, _ in drops if stop - start == dt.timedelta(days=1))
-    deleted = sum(rows for start, stop, rows in drops if stop - start != dt.timedelta(days=1))
+    drops = list(ContentDrop.objects.filter(dropped_at=end).values_list("range_start", "range_end", "rows"))
+    days = sum(1 for start, stop, _ in drops if stop - start == DAY)
+    deleted = sum(rows for start, stop, rows in drops if stop - start != DAY)
     return seconds, sum(removed.values()), DecisionContent.objects.count(), days, deleted
 
 
