@@ -140,8 +140,9 @@ class DecisionRecord(models.Model):
     ``audits.partitions``); ``DecisionKey`` holds the (router, request id) that makes ingest idempotent.
     """
 
-    # Integrity with the router is held by the key table's foreign key, written in the same transaction:
-    # the decision table takes no per-row foreign key check at ingest.
+    # No foreign key in the database, here or on the key table: a check per row would cost ingest more
+    # than the rest of its key claim. Routers are revoked, never deleted, and deleting one that has
+    # decisions is refused (PROTECT).
     router = models.ForeignKey(
         "portfolio.Router", on_delete=models.PROTECT, related_name="decisions", db_constraint=False
     )
@@ -232,7 +233,11 @@ class DecisionKey(models.Model):
     workers posting the same batch at the same moment store each record once."""
 
     pk = models.CompositePrimaryKey("router", "request_id")
-    router = models.ForeignKey("portfolio.Router", on_delete=models.PROTECT, related_name="+")
+    # No foreign key check per row (see ``DecisionRecord.router``) and no index of its own: the primary
+    # key begins with it.
+    router = models.ForeignKey(
+        "portfolio.Router", on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     request_id = models.CharField(max_length=128)
     decision_id = models.BigIntegerField()
 
