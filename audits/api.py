@@ -27,7 +27,7 @@ from .chain import chain_json
 from .checkpoints import CHECKPOINT_PAYLOAD_TYPE, statement_time
 from .decisions import MAX_BATCH, MAX_BODY_BYTES, ForeignPolicySet, ingest
 from .models import AuditCheckpoint, AuditKey, DecisionRecord
-from .records import MAX_RECORD_DEPTH
+from .records import MAX_RECORD_DEPTH, check_body
 
 CHECKPOINT_PAGE = 1000
 # How a NUL or a lone surrogate gets into a parsed JSON string: a \u escape, or (json decodes bytes
@@ -170,22 +170,27 @@ def decisions(request: HttpRequest) -> HttpResponse:
     body = request.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         return too_large
-    try:
-        # Depth and text are checked record by record (audits.records), so one bad record loses no others.
-        document = parse_json_batch(body, "records", MAX_RECORD_DEPTH)
-    except JSONBodyError as error:
-        messages = ['The body must be JSON: {"records": [...]}.', *error.errors["detail"]]
-        return JsonResponse({"records": messages}, status=400)
-    if not isinstance(document, dict) or not isinstance(document.get("records"), list):
-        return JsonResponse({"records": ["Required: a list of decision records."]}, status=400)
-    records = document["records"]
+    text_checked = storable_text_only(body)
+    # A well-formed batch is read and checked in one call; any other body the long way, for its answers.
+    records = check_body(body) if text_checked else None
+    checked = records is not None
+    if records is None:
+        try:
+            # Depth and text are checked record by record (audits.records), so one bad record loses no others.
+            document = parse_json_batch(body, "records", MAX_RECORD_DEPTH)
+        except JSONBodyError as error:
+            messages = ['The body must be JSON: {"records": [...]}.', *error.errors["detail"]]
+            return JsonResponse({"records": messages}, status=400)
+        if not isinstance(document, dict) or not isinstance(document.get("records"), list):
+            return JsonResponse({"records": ["Required: a list of decision records."]}, status=400)
+        records = document["records"]
     if len(records) > MAX_BATCH:
         return JsonResponse(
             {"records": [f"A batch holds at most {MAX_BATCH} records; this one has {len(records)}."]}, status=413
         )
     router = Router.objects.select_related("policy_set").get(pk=identity.router_id)
     try:
-        result = ingest(router, records, text_checked=storable_text_only(body))
+        result = ingest(router, records, text_checked=text_checked, checked=checked)
     except ForeignPolicySet as error:
         return JsonResponse(
             {"detail": f"This router reports for {router.policy_set.slug}, not for {error.args[0]!r}."}, status=403
