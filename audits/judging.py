@@ -35,6 +35,8 @@ from registry.models import ModelVersion
 
 from .models import DecisionRecord, ViolationKind
 
+MICROSECOND = dt.timedelta(microseconds=1)  # the step of a stored time: "after t" is "from t + 1 us on"
+
 
 def clock_slack() -> dt.timedelta:
     return dt.timedelta(seconds=settings.STEWARD_DECISION_CLOCK_SLACK_SECONDS)
@@ -101,6 +103,7 @@ class PolicyBook:
         ]
         self._published_at = sorted(p.published_at for p in self.timeline)
         self._superseded: dict[tuple[int, int], tuple[int, dt.datetime] | None] = {}
+        self._clean: dict[tuple, tuple[dt.datetime, dt.datetime]] = {}
         refs = {r["model"] for r in records}
         self.models = {
             v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs, proposed_at__lte=self.until)
@@ -255,4 +258,41 @@ class PolicyBook:
         )
 
     def violations(self, decision: DecisionRecord) -> list[tuple[str, str]]:
-        return self.in_force(decision).violations
+        """``in_force(decision).violations``, without judging again a decision made in a stretch of time
+        in which another of the same version, route and model was found clean and nothing it was
+        judged by changed (``_unchanged``): ingest's records come in time order, most of them clean."""
+        key = (
+            decision.policy_version,
+            decision.task,
+            decision.classification,
+            decision.model,
+            decision.received_at,
+        )
+        moment = decision.occurred_at
+        stretch = self._clean.get(key)
+        if stretch is not None and stretch[0] <= moment < stretch[1]:
+            return []
+        found = self.in_force(decision)
+        if not found.violations and not found.moment_note:
+            self._clean[key] = self._unchanged(found)
+        return found.violations
+
+    def _unchanged(self, found: InForce) -> tuple[dt.datetime, dt.datetime]:
+        """The stretch ``[start, end)`` around a clean finding's moment in which nothing that ``in_force``
+        holds against the moment changes: every version's publication (which was in force), the end
+        of the grace window of the version that superseded it, the release's expiry, and what the
+        matrix verdict depends on (``RecordedMatrix.changes_near``). Every comparison with the moment
+        answers the same throughout, so does ``in_force``. (A clean finding's version was published
+        by its moment, which begins the stretch: no moment in it falls in the clock slack before.)"""
+        moment, version, release = found.moment, found.policy, found.release
+        moments = [*self._published_at, version.published_at]
+        count = bisect.bisect_right(self._published_at, moment)
+        superseding = self._superseded.get((version.content_origin_id, count))
+        if superseding is not None:
+            moments.append(superseding[1] + policy_grace() + MICROSECOND)  # beyond the window from then on
+        if release is not None:
+            moments.append(release.expires + MICROSECOND)  # expired from then on
+        moments += self.matrix.changes_near(found.model, found.classification, moment)
+        start = max((m for m in moments if m <= moment), default=dt.datetime.min.replace(tzinfo=dt.UTC))
+        end = min((m for m in moments if m > moment), default=dt.datetime.max.replace(tzinfo=dt.UTC))
+        return start, end

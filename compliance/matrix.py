@@ -380,6 +380,25 @@ class RecordedMatrix(Matrix):
             answer = self._verdicts[key] = (matrix.status_of(version), matrix.verdict(version, classification))
         return answer
 
+    def changes_near(self, version: ModelVersion, classification: DataClassification, at: dt.datetime) -> list:
+        """The moments at which what ``verdict_at`` depends on for the pair may change, around ``at``:
+        the bounds of its UTC day, when each holding was recorded, each entry of the cell's and the
+        version's history, and when the cell in force at ``at`` expires. Between two of them (from
+        one, up to but not including the next) ``verdict_at`` answers the same."""
+        day = dt.datetime.combine(at.astimezone(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
+        moments = [day, day + dt.timedelta(days=1), *self._recorded_at]
+        cells = self._cell_history.get((version.pk, classification.pk))
+        if cells:
+            moments += cells[0]
+            entry = bisect.bisect_right(cells[0], at)
+            cell = cells[1][entry - 1] if entry else None
+            if cell is not None and cell.expires_at is not None:
+                moments.append(cell.expires_at)  # expired from that moment on (``is_expired_at``)
+        statuses = self._statuses.get(version.pk)
+        if statuses:
+            moments += statuses[0]
+        return moments
+
     @staticmethod
     def _then(history: tuple[list, list] | None, at: dt.datetime):
         if not history:

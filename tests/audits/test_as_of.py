@@ -307,3 +307,78 @@ def test_what_was_recorded_after_a_decision_arrived_changes_neither_its_violatio
     chain = client_for(dave).get(f"/api/v1/decisions/{found.pk}/chain").json()
     assert chain["policy_version"] is None
     assert {v["kind"] for v in chain["violations"]} == _kinds(found) == {ViolationKind.UNKNOWN_POLICY}
+
+
+def test_judging_from_clean_stretches_answers_as_judging_each_decision_alone(lived, settings, carol):
+    """A batch's book skips judging a decision made in a stretch in which another like it was found
+    clean and nothing it is judged by changed. Decisions at every moment where something changes in
+    the lived world, a microsecond before and after, and between, for each model and both versions,
+    in time order through one book, are found as a book of their own finds each."""
+    from audits.judging import PolicyBook, clock_slack, policy_grace
+
+    cell = MatrixCell.objects.get(model_version=lived["versions"]["a"], classification__slug="internal")
+    cell.approve(carol, "Approved again, for two hours", expires_at=timezone.now() + dt.timedelta(hours=2))
+    settings.STEWARD_POLICY_GRACE_SECONDS = 15 * 60
+    settings.STEWARD_DECISION_CLOCK_SLACK_SECONDS = 5 * 60
+    now = timezone.now()
+    models = ["acme/small-a@1", "beta/small-b@1", "acme/large-a@1"]
+    probe = PolicyBook(
+        "production",
+        [{"policy_version": v, "model": m, "classification": "internal"} for v in (1, 2) for m in models],
+        until=now,
+    )
+    matrix = probe.matrix
+    moments = {*probe._published_at, *matrix._recorded_at}
+    for version in probe.versions.values():
+        moments |= {
+            version.published_at - clock_slack(),
+            version.published_at + policy_grace(),
+            version.release.expires,
+        }
+    for dates, _ in matrix._cell_history.values():
+        moments |= set(dates)
+    for _, states in matrix._cell_history.values():
+        moments |= {state.expires_at for state in states if state is not None and state.expires_at is not None}
+    for dates, _ in matrix._statuses.values():
+        moments |= set(dates)
+    start = min(moments).replace(hour=0, minute=0, second=0, microsecond=0)
+    moments |= {start + n * DAY for n in range(8)}
+    micro = dt.timedelta(microseconds=1)
+    ordered = sorted(m + step for m in moments for step in (-micro, dt.timedelta(0), micro, dt.timedelta(minutes=7)))
+    decisions = [
+        DecisionRecord(
+            policy_set="production",
+            policy_version=number,
+            task="ticket-triage",
+            classification="internal",
+            model=model,
+            occurred_at=moment,
+            received_at=now,
+        )
+        for moment in ordered
+        for number in (1, 2)
+        for model in models
+    ]
+    records = [
+        {"policy_version": d.policy_version, "model": d.model, "classification": d.classification} for d in decisions
+    ]
+    alone = [PolicyBook.for_decision(found).in_force(found).violations for found in decisions]
+    for order in (1, -1):  # in time order (as routers send them), and back: a stretch reaching too far fails either way
+        book = PolicyBook("production", records, until=now)
+        judged = 0
+        original = book.in_force
+
+        def judge(decision, original=original):
+            nonlocal judged
+            judged += 1
+            return original(decision)
+
+        book.in_force = judge
+        for found, expected in list(zip(decisions, alone, strict=True))[::order]:
+            assert book.violations(found) == expected, (found.model, found.policy_version, found.occurred_at, order)
+        assert 0 < judged < len(decisions)  # some were answered from a stretch
+    assert {kind for found in alone for kind, _ in found} >= {
+        ViolationKind.NOT_USABLE,
+        ViolationKind.UNPUBLISHED_POLICY,
+        ViolationKind.SUPERSEDED_POLICY,
+    }
