@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -115,7 +116,8 @@ def ingest(router: Router, records: Any, *, text_checked: bool = False, checked:
 
 class _Decision(dict):
     """A decision record as ingest writes it: its columns by attribute name (``DECISION_COLUMNS``),
-    which ``PolicyBook`` reads as attributes. Cheaper by far than a model instance per record."""
+    which ``PolicyBook`` reads as attributes, and the record's content (``input``, ``output``) for
+    the content table. Cheaper by far than a model instance per record."""
 
     __slots__ = ()
 
@@ -144,37 +146,35 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
         found: list[list[tuple[str, str]]] = []
         book = PolicyBook(policy_set, fresh) if fresh else None
         received_at = book.until if book else None  # what the book read is what Steward had on receiving it
+        rules: dict[str, tuple[bool, dt.timedelta | None]] = {}  # by classification: keep content, for how long
+        makers: dict[str, tuple[str, str]] = {}  # by model: provider and cost tier
         for record in fresh:
-            classification = book.classifications.get(record["classification"])
-            # Unknown classifications keep only digests: the safe default for data nobody has classified.
-            keep = classification is not None and classification.storage == StorageRule.CONTENT
-            model = book.models.get(record["model"])
-            decision = _Decision(
+            rule = rules.get(record["classification"])
+            if rule is None:
+                classification = book.classifications.get(record["classification"])
+                # Unknown classifications keep only digests: the safe default for data nobody has classified.
+                keep = classification is not None and classification.storage == StorageRule.CONTENT
+                # Retention as the classification has it now: editing it applies to records received afterwards.
+                days = classification.retention_days if keep else None
+                rule = rules[record["classification"]] = (keep, None if days is None else dt.timedelta(days=days))
+            keep, retention = rule
+            maker = makers.get(record["model"])
+            if maker is None:
+                model = book.models.get(record["model"])
+                provider = model.model.provider.slug if model else record["model"].split("/", 1)[0][:50]
+                maker = makers[record["model"]] = (provider, model.cost_tier if model else "")
+            decision = _Decision(record)  # the record's values, under the columns' names
+            decision.update(
                 id=claimed[record["request_id"]],
                 router_id=router.pk,
                 policy_set=policy_set,
-                request_id=record["request_id"],
-                occurred_at=record["occurred_at"],
                 received_at=received_at,
-                task=record["task"],
-                classification=record["classification"],
-                model=record["model"],
-                provider=model.model.provider.slug if model else record["model"].split("/", 1)[0][:50],
-                tier=model.cost_tier if model else "",
-                policy_version=record["policy_version"],
-                fallback_used=record["fallback_used"],
-                escalated=record["escalated"],
-                latency_ms=record["latency_ms"],
-                input_tokens=record["input_tokens"],
-                output_tokens=record["output_tokens"],
-                cost_micro_usd=record["cost_micro_usd"],
+                provider=maker[0],
+                tier=maker[1],
                 input_sha256=_digest(record["input"]) or record["input_sha256"],
                 output_sha256=_digest(record["output"]) or record["output_sha256"],
                 content_stored=keep,
-                # Retention as the classification has it now: editing it applies to records received afterwards.
-                content_expires_at=record["occurred_at"] + dt.timedelta(days=classification.retention_days)
-                if keep and classification.retention_days is not None
-                else None,
+                content_expires_at=None if retention is None else record["occurred_at"] + retention,
                 has_violation=False,
             )
             problems = book.violations(decision)
@@ -223,9 +223,9 @@ def _claim(router: Router, request_ids: list[str]) -> dict[str, int | None]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {DecisionKey._meta.db_table} (router_id, request_id, decision_id)"
-            f" SELECT %s, request_id, nextval('{DECISION_IDS}') FROM unnest(%s::varchar[]) AS request_id"
+            f" SELECT %s, request_id, nextval('{DECISION_IDS}') FROM json_array_elements_text(%s::json) AS request_id"
             " ORDER BY request_id ON CONFLICT DO NOTHING RETURNING request_id, decision_id",
-            [router.pk, request_ids],
+            [router.pk, json.dumps(request_ids)],  # one JSON text: cheaper to send than an array of strings
         )
         return dict(cursor.fetchall())
 
@@ -234,7 +234,9 @@ def _write(router: Router, decisions: list[_Decision]) -> None:
     """Store the claimed decisions: PostgreSQL by ``COPY`` straight into the (partitioned) table with
     the ids ``_claim`` took; SQLite by ``bulk_create`` (which gives each its id), then their keys."""
     if connection.vendor != "postgresql":
-        stored = DecisionRecord.objects.bulk_create([DecisionRecord(**d) for d in decisions], batch_size=500)
+        stored = DecisionRecord.objects.bulk_create(
+            [DecisionRecord(**{name: d[name] for name in DECISION_COLUMNS}) for d in decisions], batch_size=500
+        )
         for decision, record in zip(decisions, stored, strict=True):
             decision["id"] = record.pk
         DecisionKey.objects.bulk_create(

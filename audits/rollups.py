@@ -199,27 +199,33 @@ def _write(rollup_model, column: str, groups: dict[tuple, dict]) -> None:
 
 
 def _upsert(table: str, column: str, keys: list[tuple], groups: dict[tuple, dict]) -> None:
-    """The groups' sums added to their rows of ``table`` in one statement, rows taken in ``keys`` order."""
+    """The groups' sums added to their rows of ``table`` in one statement, rows taken in ``keys`` order.
+
+    The groups travel as one JSON document, a list per row, which PostgreSQL takes apart: an array
+    parameter per column would have each sketch's JSON escaped inside an array literal, quote by
+    quote, costing more than the rest of the upsert."""
     columns = (column, *GROUP, *SUMS, "latency")
     types = ("timestamptz", *GROUP_TYPES, *["bigint"] * len(SUMS), "jsonb")
-    arrays = [
-        [key[0] for key in keys],
-        *([key[position] for key in keys] for position in range(1, 1 + len(GROUP))),
-        *([groups[key][name] for key in keys] for name in SUMS),
-        [json.dumps(groups[key]["latency"]) for key in keys],
+    rows = [
+        [key[0].isoformat(), *key[1:], *(groups[key][name] for name in SUMS), groups[key]["latency"]] for key in keys
     ]
-    unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+    values = ", ".join(
+        f"row -> {i}" if kind == "jsonb" else f"row ->> {i}" if kind == "text" else f"(row ->> {i})::{kind}"
+        for i, kind in enumerate(types)
+    )
     added = ", ".join(f"{name} = rollup.{name} + excluded.{name}" for name in SUMS)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} AS rollup ({', '.join(columns)})"
-            f" SELECT {', '.join(columns)} FROM unnest({unnest}) WITH ORDINALITY AS batch ({', '.join(columns)}, n)"
+            f" SELECT {values} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS batch (row, n)"
             " ORDER BY n"
             f" ON CONFLICT ({', '.join((column, *GROUP))}) DO UPDATE SET {added},"
-            " latency = (SELECT jsonb_object_agg(bucket, total) FROM (SELECT bucket, sum(n::bigint) AS total"
-            " FROM (SELECT * FROM jsonb_each_text(rollup.latency) UNION ALL"
-            " SELECT * FROM jsonb_each_text(excluded.latency)) AS counts (bucket, n) GROUP BY bucket) AS sums)",
-            arrays,
+            # Each of the batch's buckets added to the row's count of it (looked up, not unpacked), and
+            # the sums written over the row's sketch: the work grows with the batch, not with the row.
+            " latency = rollup.latency || coalesce((SELECT jsonb_object_agg(bucket,"
+            " coalesce((rollup.latency ->> bucket)::bigint, 0) + n::bigint)"
+            " FROM jsonb_each_text(excluded.latency) AS counts (bucket, n)), '{}')",
+            [json.dumps(rows, separators=(",", ":"))],
         )
 
 
