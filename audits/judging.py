@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import Min, QuerySet
 from django.utils import timezone
 
 from compliance.matrix import RecordedMatrix, Verdict
-from compliance.models import DataClassification
+from compliance.models import CertificationHolding, DataClassification, MatrixCell
 from portfolio.models import PolicyRelease, PolicyVersion
 from registry.models import ModelVersion
 
@@ -83,17 +86,27 @@ class PolicyBook:
     """The policy set's versions, the models, classifications and the recorded matrix that a batch
     of decisions refers to, loaded once (a fixed number of queries for any batch)."""
 
-    def __init__(self, policy_set: str, records: Iterable[dict], until: dt.datetime | None = None) -> None:
+    def __init__(
+        self,
+        policy_set: str,
+        records: Iterable[dict] | None,
+        until: dt.datetime | None = None,
+        models: QuerySet[ModelVersion] | None = None,
+    ) -> None:
         """``until``: what Steward had recorded by then is all that counts (default now). Ingest reads
         up to the moment it receives a batch, the chain page up to the record's ``received_at``
         (the same moment), so a version published or a holding recorded after a record arrived,
-        even one dated in the future, changes neither answer."""
-        records = list(records)
+        even one dated in the future, changes neither answer.
+
+        ``records``: the decisions' versions, models and classifications are loaded; None loads every
+        one (``current_book``). ``models``: the model versions' query (default with what the chain
+        page shows of them)."""
+        records = list(records) if records is not None else None
         self.policy_set = policy_set
         self.until = until or timezone.now()
-        numbers = {r["policy_version"] for r in records}
         published = PolicyVersion.objects.filter(policy_set__slug=policy_set, published_at__lte=self.until)
-        self.versions = {v.number: v for v in published.filter(number__in=numbers).select_related("release")}
+        cited = published if records is None else published.filter(number__in={r["policy_version"] for r in records})
+        self.versions = {v.number: v for v in cited.select_related("release")}
         # The whole timeline of the set (a few columns): which version was in force when.
         self.timeline = [
             Publication(number, published_at, source or pk)
@@ -104,12 +117,14 @@ class PolicyBook:
         self._published_at = sorted(p.published_at for p in self.timeline)
         self._superseded: dict[tuple[int, int], tuple[int, dt.datetime] | None] = {}
         self._clean: dict[tuple, tuple[dt.datetime, dt.datetime]] = {}
-        refs = {r["model"] for r in records}
-        self.models = {
-            v.ref: v for v in ModelVersion.objects.with_related().filter(ref__in=refs, proposed_at__lte=self.until)
-        }
-        slugs = {r["classification"] for r in records}
-        self.classifications = {c.slug: c for c in DataClassification.objects.filter(slug__in=slugs)}
+        models = (ModelVersion.objects.with_related() if models is None else models).filter(proposed_at__lte=self.until)
+        if records is not None:
+            models = models.filter(ref__in={r["model"] for r in records})
+        self.models = {v.ref: v for v in models}
+        classifications = DataClassification.objects.all()
+        if records is not None:
+            classifications = classifications.filter(slug__in={r["classification"] for r in records})
+        self.classifications = {c.slug: c for c in classifications}
         self.matrix = RecordedMatrix(self.models.values(), self.classifications.values(), until=self.until)
 
     @classmethod
@@ -261,13 +276,9 @@ class PolicyBook:
         """``in_force(decision).violations``, without judging again a decision made in a stretch of time
         in which another of the same version, route and model was found clean and nothing it was
         judged by changed (``_unchanged``): ingest's records come in time order, most of them clean."""
-        key = (
-            decision.policy_version,
-            decision.task,
-            decision.classification,
-            decision.model,
-            decision.received_at,
-        )
+        # Not the decision's received_at: it moves the moment only in the clock slack before the
+        # version's publication, which no clean stretch reaches into (``_unchanged``).
+        key = (decision.policy_version, decision.task, decision.classification, decision.model)
         moment = decision.occurred_at
         stretch = self._clean.get(key)
         if stretch is not None and stretch[0] <= moment < stretch[1]:
@@ -296,3 +307,52 @@ class PolicyBook:
         start = max((m for m in moments if m <= moment), default=dt.datetime.min.replace(tzinfo=dt.UTC))
         end = min((m for m in moments if m > moment), default=dt.datetime.max.replace(tzinfo=dt.UTC))
         return start, end
+
+
+# --- the book ingest keeps between batches ------------------------------------------------------
+
+EPOCH_TABLE = "audits_judgingepoch"  # audits migration 0012: changes with every write to what a book reads
+_kept = threading.local()  # a thread's book (a gunicorn sync worker has one thread): never shared
+
+
+def current_book(policy_set: str) -> tuple[PolicyBook, dt.datetime]:
+    """A book of everything on record now for ``policy_set``'s decisions, and the moment it answers
+    for (the batch's ``received_at``): the one kept from an earlier batch while it holds exactly what
+    loading it now would, else a new one (kept for the next).
+
+    It holds exactly that while the judging epoch is the one it was loaded under (nothing it read was
+    written since: audits migration 0012), nothing it read is dated after it was loaded but before
+    now (a row written ahead of its time, ``_next_recorded``), and the clock slack and grace window
+    are as they were. PostgreSQL only; on SQLite every batch loads its own (``PolicyBook``).
+    """
+    epoch = _epoch()  # read before the book's queries, so that a book is never older than its epoch
+    now = timezone.now()
+    key = (connection.alias, connection.settings_dict["NAME"], policy_set, clock_slack(), policy_grace())
+    book = getattr(_kept, "books", {}).get(key)
+    if book is not None and book.epoch == epoch and book.until <= now < book.fresh_until:
+        return book, now
+    # The registry's versions with their model and provider: what judging reads of them.
+    book = PolicyBook(policy_set, None, until=now, models=ModelVersion.objects.select_related("model__provider"))
+    book.epoch, book.fresh_until = epoch, _next_recorded(now)
+    _kept.books = {key: book}  # one book a thread: a router reports for one policy set
+    return book, now
+
+
+def _epoch() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT value FROM {EPOCH_TABLE} WHERE id = 1")
+        return cursor.fetchone()[0]
+
+
+def _next_recorded(after: dt.datetime) -> dt.datetime:
+    """The earliest moment after ``after`` at which a row the book reads is dated (published,
+    proposed, a history entry, a holding recorded): written ahead of its time, it would count for a
+    batch received from then on. Never, mostly."""
+    ahead = [
+        PolicyVersion.objects.filter(published_at__gt=after).aggregate(m=Min("published_at"))["m"],
+        ModelVersion.objects.filter(proposed_at__gt=after).aggregate(m=Min("proposed_at"))["m"],
+        ModelVersion.history.filter(history_date__gt=after).aggregate(m=Min("history_date"))["m"],
+        MatrixCell.history.filter(history_date__gt=after).aggregate(m=Min("history_date"))["m"],
+        CertificationHolding.objects.filter(recorded_at__gt=after).aggregate(m=Min("recorded_at"))["m"],
+    ]
+    return min((moment for moment in ahead if moment is not None), default=dt.datetime.max.replace(tzinfo=dt.UTC))

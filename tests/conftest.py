@@ -38,6 +38,12 @@ def _no_last_seen_across_tests() -> Iterator[None]:
 
 
 REPLICA = "SET LOCAL session_replication_role = replica"
+# With triggers off, the judging epoch does not move with what is written (audits migration 0012):
+# moved on by hand, so that no book kept by ingest outlives the rows it read.
+EPOCH_ONWARD = (
+    "DO $$ BEGIN IF to_regclass('audits_judgingepoch') IS NOT NULL THEN"
+    " UPDATE audits_judgingepoch SET value = nextval('audits_judging_epoch_seq'); END IF; END $$"
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,7 +56,7 @@ def _flush_past_the_audit_triggers() -> Iterator[None]:
     original = DatabaseOperations.execute_sql_flush
 
     def execute_sql_flush(self, sql_list: list[str]) -> None:
-        original(self, [REPLICA, *sql_list] if sql_list else sql_list)
+        original(self, [REPLICA, *sql_list, EPOCH_ONWARD] if sql_list else sql_list)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DatabaseOperations, "execute_sql_flush", execute_sql_flush)

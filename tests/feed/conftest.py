@@ -42,6 +42,8 @@ from portfolio.models import PolicySet, Router
 from steward import degraded
 from steward_client import PolicyClient
 
+from ..conftest import EPOCH_ONWARD
+
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
@@ -74,11 +76,14 @@ def _take_snapshot() -> Snapshot:
         cursor.execute(
             "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value "
             "FROM pg_sequences WHERE schemaname = current_schema()"
+            # Never set back: a judging epoch handed out twice could match a book kept from before.
+            " AND sequencename <> 'audits_judging_epoch_seq'"
         )
         sequences = list(cursor.fetchall())
         cursor.execute(
             "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+            " AND t.tgname <> 'audits_judging_changed'"  # it refuses nothing: moves the judging epoch on
         )
         guarded = sorted(name for (name,) in cursor.fetchall() if name in rows)
     return Snapshot(tables, guarded, rows, sequences)
@@ -103,6 +108,7 @@ def _restore(snapshot: Snapshot) -> None:
             if data:
                 with cursor.cursor.copy(f"COPY {_quote(table)} FROM STDIN") as copy:
                     copy.write(data)
+        cursor.execute(EPOCH_ONWARD)
         for sequence, last_value in snapshot.sequences:
             if last_value is None:
                 cursor.execute("SELECT setval(%s, 1, false)", [sequence])
