@@ -114,6 +114,12 @@ def ingest(router: Router, records: Any, *, text_checked: bool = False, checked:
     return result
 
 
+# The columns ingest writes, by attribute name, in the tables' order.
+DECISION_COLUMNS = tuple(f.attname for f in DecisionRecord._meta.concrete_fields)
+CONTENT_COLUMNS = ("decision_id", "expires_at", "input_content", "output_content")
+VIOLATION_COLUMNS = tuple(f.attname for f in Violation._meta.concrete_fields if not f.primary_key)
+
+
 class _Decision(dict):
     """A decision record as ingest writes it: its columns by attribute name (``DECISION_COLUMNS``),
     which ``PolicyBook`` reads as attributes, and the record's content (``input``, ``output``) for
@@ -121,17 +127,10 @@ class _Decision(dict):
 
     __slots__ = ()
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
-
-# The columns ingest writes, by attribute name, in the tables' order.
-DECISION_COLUMNS = tuple(f.attname for f in DecisionRecord._meta.concrete_fields)
-CONTENT_COLUMNS = ("decision_id", "expires_at", "input_content", "output_content")
-VIOLATION_COLUMNS = tuple(f.attname for f in Violation._meta.concrete_fields if not f.primary_key)
+# Each column read as an attribute straight from the dict, not after a lookup that fails first.
+for _name in DECISION_COLUMNS:
+    setattr(_Decision, _name, property(itemgetter(_name)))
 
 
 def _store(router: Router, policy_set: str, unique: dict[str, dict], result: IngestResult) -> None:

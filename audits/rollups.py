@@ -112,6 +112,7 @@ def add_batch(rows: Iterable[dict]) -> None:
 def _groups(rows: Iterable[dict]) -> dict[tuple, dict]:
     """Decision records (their fields as dicts) summed per hour and group: key (hour, *GROUP)."""
     groups: dict[tuple, dict] = {}
+    buckets: dict[int, int] = {}  # by latency: a batch's latencies repeat
     for row in rows:
         key = (
             hour_of(row["occurred_at"]),
@@ -130,7 +131,9 @@ def _groups(rows: Iterable[dict]) -> dict[tuple, dict]:
         entry["escalations"] += bool(row["escalated"])
         entry["violations"] += bool(row.get("has_violation"))
         latency = entry["latency"]
-        index = bucket(row["latency_ms"])
+        index = buckets.get(row["latency_ms"])
+        if index is None:
+            index = buckets[row["latency_ms"]] = bucket(row["latency_ms"])
         latency[index] = latency.get(index, 0) + 1
     return groups
 
