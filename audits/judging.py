@@ -84,7 +84,8 @@ class InForce:
 
 class PolicyBook:
     """The policy set's versions, the models, classifications and the recorded matrix that a batch
-    of decisions refers to, loaded once (a fixed number of queries for any batch)."""
+    of decisions refers to (or all of them, ``current_book``), loaded once (a fixed number of
+    queries for any batch)."""
 
     def __init__(
         self,
