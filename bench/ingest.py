@@ -510,6 +510,14 @@ def run() -> int:
                 "of the machine during ingest",
                 flush=True,
             )
+            if ingest_db_cpu > 0 and floor_db_cpu > 0:
+                # Both keep the cores busy, so the ratio is about the floor's CPU a record over ingest's:
+                # ingest's PostgreSQL alone, with no Python at all, would bound it at about this.
+                print(
+                    f"       ingest's PostgreSQL alone costs {ingest_db_cpu / floor_db_cpu:.1f}x the floor's a record: "
+                    f"with no Python at all the ratio would be about {floor_db_cpu / ingest_db_cpu:.2f} at most",
+                    flush=True,
+                )
             print(
                 f"       verified: {counts['rows']} records stored once, rollups count them all, "
                 f"{counts['violations']} violations on {counts['flagged']} records as answered"
