@@ -168,3 +168,53 @@ def test_a_renamed_officer_loads_the_book_again_and_a_sign_in_does_not(world, ca
     carol.save()
     answer, read = report(world, 3)
     assert read and "denied by carol-r" in Violation.objects.get(decision__request_id="req-3").detail
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_that_audit_before_and_after_a_judged_write_do_not_deadlock(world):
+    """One transaction records an audit event, then writes a judged table; another writes one (another
+    row), then records an event. Each takes the chain head's lock and the epoch's; the epoch's trigger
+    takes the chain head's first (audits migration 0013), so the second waits for the first, and both
+    commit. With the epoch's lock taken first, each would wait for the other."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from audits.events import record
+
+    DataClassification.objects.create(slug="other", name="Other", level=2)
+    head_taken, wrote = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def audit_then_write() -> None:
+        try:
+            with transaction.atomic():
+                record("test.first", object_type="compliance.dataclassification", object_repr="internal")
+                head_taken.set()
+                wrote.wait(1)  # the other has written its table by now, unless it waits for this one
+                DataClassification.objects.filter(slug="internal").update(name="Internal data")
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    def write_then_audit() -> None:
+        try:
+            head_taken.wait(5)
+            with transaction.atomic():
+                DataClassification.objects.filter(slug="other").update(name="Other data")
+                wrote.set()
+                record("test.second", object_type="compliance.dataclassification", object_repr="internal")
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=audit_then_write), threading.Thread(target=write_then_audit)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert DataClassification.objects.get(slug="internal").name == "Internal data"
+    assert DataClassification.objects.get(slug="other").name == "Other data"
