@@ -28,7 +28,7 @@ from portfolio.models import PolicyVersion, Router
 
 from . import partitions, rollups
 from .events import record as audit_record
-from .judging import PolicyBook, current_book
+from .judging import current_book
 from .models import (
     ContentTally,
     DecisionContent,
@@ -143,12 +143,7 @@ def _store(router: Router, policy_set: str, unique: dict[str, dict], result: Ing
         decisions: list[_Decision] = []
         contents: list[tuple[_Decision, str, str]] = []
         found: list[list[tuple[str, str]]] = []
-        book = received_at = None
-        if fresh and connection.vendor == "postgresql":
-            book, received_at = current_book(policy_set)  # kept between batches while nothing it read changed
-        elif fresh:
-            book = PolicyBook(policy_set, fresh)
-            received_at = book.until  # what the book read is what Steward had on receiving it
+        book, received_at = current_book(policy_set, fresh) if fresh else (None, None)
         rules: dict[str, tuple[bool, dt.timedelta | None]] = {}  # by classification: keep content, for how long
         makers: dict[str, tuple[str, str]] = {}  # by model: provider and cost tier
         for record in fresh:

@@ -39,6 +39,8 @@ from registry.models import ModelVersion
 from .models import DecisionRecord, ViolationKind
 
 MICROSECOND = dt.timedelta(microseconds=1)  # the step of a stored time: "after t" is "from t + 1 us on"
+DAWN = dt.datetime.min.replace(tzinfo=dt.UTC)
+NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def clock_slack() -> dt.timedelta:
@@ -305,8 +307,8 @@ class PolicyBook:
         if release is not None:
             moments.append(release.expires + MICROSECOND)  # expired from then on
         moments += self.matrix.changes_near(found.model, found.classification, moment)
-        start = max((m for m in moments if m <= moment), default=dt.datetime.min.replace(tzinfo=dt.UTC))
-        end = min((m for m in moments if m > moment), default=dt.datetime.max.replace(tzinfo=dt.UTC))
+        start = max((m for m in moments if m <= moment), default=DAWN)
+        end = min((m for m in moments if m > moment), default=NEVER)
         return start, end
 
 
@@ -316,16 +318,20 @@ EPOCH_TABLE = "audits_judgingepoch"  # audits migration 0012: changes with every
 _kept = threading.local()  # a thread's book (a gunicorn sync worker has one thread): never shared
 
 
-def current_book(policy_set: str) -> tuple[PolicyBook, dt.datetime]:
-    """A book of everything on record now for ``policy_set``'s decisions, and the moment it answers
-    for (the batch's ``received_at``): the one kept from an earlier batch while it holds exactly what
-    loading it now would, else a new one (kept for the next).
+def current_book(policy_set: str, records: list[dict]) -> tuple[PolicyBook, dt.datetime]:
+    """The book ingest judges a batch of ``records`` by, and the moment it answers for (the batch's
+    ``received_at``). On PostgreSQL a book of everything on record now for ``policy_set``'s decisions:
+    the one kept from an earlier batch while it holds exactly what loading it now would, else a new
+    one (kept for the next). On SQLite, which has no judging epoch, a book of the batch's own.
 
     It holds exactly that while the judging epoch is the one it was loaded under (nothing it read was
     written since: audits migration 0012), nothing it read is dated after it was loaded but before
     now (a row written ahead of its time, ``_next_recorded``), and the clock slack and grace window
-    are as they were. PostgreSQL only; on SQLite every batch loads its own (``PolicyBook``).
+    are as they were.
     """
+    if connection.vendor != "postgresql":
+        book = PolicyBook(policy_set, records)
+        return book, book.until  # what the book read is what Steward had on receiving the batch
     epoch = _epoch()  # read before the book's queries, so that a book is never older than its epoch
     now = timezone.now()
     key = (connection.alias, connection.settings_dict["NAME"], policy_set, clock_slack(), policy_grace())
@@ -356,4 +362,4 @@ def _next_recorded(after: dt.datetime) -> dt.datetime:
         MatrixCell.history.filter(history_date__gt=after).aggregate(m=Min("history_date"))["m"],
         CertificationHolding.objects.filter(recorded_at__gt=after).aggregate(m=Min("recorded_at"))["m"],
     ]
-    return min((moment for moment in ahead if moment is not None), default=dt.datetime.max.replace(tzinfo=dt.UTC))
+    return min((moment for moment in ahead if moment is not None), default=NEVER)

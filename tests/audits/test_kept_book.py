@@ -51,7 +51,7 @@ def test_a_batch_while_nothing_changed_reads_no_book(world):
 
 def test_the_tables_a_book_reads_are_the_ones_the_epoch_watches(world):
     with CaptureQueriesContext(connection) as captured:
-        book, now = current_book("production")
+        book, now = current_book("production", [])
         for ref in book.models:
             book.in_force(_decision(ref, now))
     read = {table for query in captured for table in re.findall(r'(?:FROM|JOIN) "([a-z_0-9]+)"', query["sql"])}
@@ -136,7 +136,7 @@ def test_a_row_dated_ahead_of_its_time_counts_from_its_moment(world, alice, caro
     denial = MatrixCell.history.filter(id=cell.pk).latest("history_date")
     MatrixCell.history.filter(pk=denial.pk).update(history_date=ahead)
     later = ahead + dt.timedelta(minutes=1)
-    book, _ = current_book("production")
+    book, _ = current_book("production", [])
     assert book.fresh_until == ahead
     assert report(world, 2)[0]["violations"] == 0  # denied only from its moment on
     with mock.patch("django.utils.timezone.now", return_value=later):
@@ -152,7 +152,7 @@ def test_a_new_grace_window_loads_the_book_again(world, settings):
 
 
 def test_the_kept_book_judges_as_a_book_of_the_decisions_own(world):
-    book, now = current_book("production")
+    book, now = current_book("production", [])
     for ref in ("acme/small-a@1", "beta/small-b@1", "nobody/unknown@1"):
         found = _decision(ref, now)
         assert book.in_force(found).violations == PolicyBook.for_decision(found).in_force(found).violations
